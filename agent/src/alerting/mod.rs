@@ -1,0 +1,5 @@
+//! Alerting: rules over agent signals and detector findings, the Alertmanager notifier with
+//! its on-disk spool, and the runbooks served at `/runbooks/{AlertName}`.
+
+pub mod http;
+pub mod names;

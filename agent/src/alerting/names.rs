@@ -1,0 +1,41 @@
+//! Every alert name of the contract. Rules, runbooks and tests are checked against this list.
+
+pub const THREAD_COUNT_ABOVE_EXPECTED: &str = "ThreadCountAboveExpected";
+pub const THREAD_LIMIT_NEAR: &str = "ThreadLimitNear";
+pub const THREAD_LEAK_SUSPECTED: &str = "ThreadLeakSuspected";
+pub const COLD_START_SLOW: &str = "ColdStartSlow";
+pub const SERVICE_STUCK_INITIALIZING: &str = "ServiceStuckInitializing";
+pub const CACHE_VERSION_LAG: &str = "CacheVersionLag";
+pub const CACHE_STALE: &str = "CacheStale";
+pub const CACHE_SOURCE_FAILING: &str = "CacheSourceFailing";
+pub const CACHE_BLOB_UNAVAILABLE: &str = "CacheBlobUnavailable";
+pub const CACHE_CORRUPT_BLOB: &str = "CacheCorruptBlob";
+pub const PRIMARY_UNAVAILABLE: &str = "PrimaryUnavailable";
+pub const PRIMARY_FLAPPING: &str = "PrimaryFlapping";
+pub const TRACKER_THROTTLING: &str = "TrackerThrottling";
+pub const ANOMALY_DETECTED: &str = "AnomalyDetected";
+pub const TIMEOUT_BUG_SUSPECTED: &str = "TimeoutBugSuspected";
+pub const TIMEOUT_STORM: &str = "TimeoutStorm";
+pub const TIMEOUT_TOO_LARGE: &str = "TimeoutTooLarge";
+pub const LOOKOUT_AGENT_DOWN: &str = "LookoutAgentDown";
+
+pub const ALL: &[&str] = &[
+    THREAD_COUNT_ABOVE_EXPECTED,
+    THREAD_LIMIT_NEAR,
+    THREAD_LEAK_SUSPECTED,
+    COLD_START_SLOW,
+    SERVICE_STUCK_INITIALIZING,
+    CACHE_VERSION_LAG,
+    CACHE_STALE,
+    CACHE_SOURCE_FAILING,
+    CACHE_BLOB_UNAVAILABLE,
+    CACHE_CORRUPT_BLOB,
+    PRIMARY_UNAVAILABLE,
+    PRIMARY_FLAPPING,
+    TRACKER_THROTTLING,
+    ANOMALY_DETECTED,
+    TIMEOUT_BUG_SUSPECTED,
+    TIMEOUT_STORM,
+    TIMEOUT_TOO_LARGE,
+    LOOKOUT_AGENT_DOWN,
+];

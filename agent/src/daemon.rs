@@ -1,0 +1,275 @@
+//! The daemon: builds the telemetry and the shared context, serves HTTP, runs one *generation*
+//! of components per loaded config, and handles signals — SIGTERM/SIGINT stop it after a final
+//! OTLP flush, SIGHUP re-reads the config and swaps generations (a bad file is rejected with
+//! one log line and the running generation kept).
+
+use crate::config::Config;
+use crate::context::{Context, Findings, Readiness};
+use crate::probes::{ProbeMetrics, host::HostProbe, procinfo, service::ServiceWatcher};
+use crate::series::SeriesStore;
+use crate::telemetry::{OtlpTarget, Telemetry};
+use arc_swap::ArcSwap;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// How long a stopping generation may take before its tasks are abandoned.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+
+#[derive(Debug, Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Telemetry(#[from] crate::telemetry::TelemetryError),
+    #[error("{0}")]
+    Listen(std::io::Error),
+    #[error("cannot create data_dir {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("HTTP server failed: {0}")]
+    Serve(std::io::Error),
+    #[error("signal handler: {0}")]
+    Signal(std::io::Error),
+}
+
+/// The components of the current generation that HTTP handlers reach by name.
+#[derive(Default)]
+pub struct Components {
+    pub caches: ArcSwap<BTreeMap<String, Arc<crate::cache::Cache>>>,
+    pub trackers: ArcSwap<BTreeMap<String, Arc<crate::tracker::Tracker>>>,
+}
+
+/// One running config: its token and tasks.
+struct Generation {
+    token: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl Generation {
+    async fn stop(mut self) {
+        self.token.cancel();
+        let drained = tokio::time::timeout(STOP_GRACE, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("some components did not stop in time; abandoning them");
+            self.tasks.abort_all();
+        }
+    }
+}
+
+/// Run until SIGTERM/SIGINT. `config_path` is re-read on SIGHUP.
+pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonError> {
+    let host = config.agent.host.clone();
+    std::fs::create_dir_all(&config.agent.data_dir).map_err(|source| DaemonError::DataDir {
+        path: config.agent.data_dir.display().to_string(),
+        source,
+    })?;
+    let otlp = OtlpTarget::resolve(config.export.otlp.as_ref());
+    let telemetry = Arc::new(Telemetry::new(&host, otlp.clone())?);
+    if let Some(t) = &otlp {
+        tracing::info!(endpoint = %redact_url(&t.endpoint), protocol = ?t.protocol, interval = ?t.interval, "OTLP export on");
+    }
+    let root = CancellationToken::new();
+    let ctx = Context {
+        host: host.clone(),
+        data_dir: config.agent.data_dir.clone(),
+        meter: telemetry.meter(),
+        series: SeriesStore::new(config.agent.history),
+        findings: Arc::new(Findings::new(1000)),
+        readiness: Arc::new(Readiness::default()),
+        shutdown: root.clone(),
+    };
+    let components = Arc::new(Components::default());
+
+    let listener = crate::http::bind(&config.agent.listen.0)
+        .await
+        .map_err(DaemonError::Listen)?;
+    let local = listener.local_addr().map_err(DaemonError::Listen)?;
+    tracing::info!(listen = %local, host = %host, version = crate::telemetry::VERSION, "lookout starting");
+    let app = crate::http::router(crate::http::AppState {
+        telemetry: telemetry.clone(),
+        ctx: ctx.clone(),
+        components: components.clone(),
+    });
+    let server_token = root.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { server_token.cancelled().await })
+            .await
+    });
+
+    spawn_agent_cold_start(&ctx);
+    let mut current = Some(start_generation(&ctx, &config, &components));
+    let mut running_config = config;
+
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
+    let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
+            _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
+            _ = hup.recv() => {
+                let Some(path) = &config_path else {
+                    tracing::warn!("SIGHUP: running on the built-in config, nothing to re-read");
+                    continue;
+                };
+                match Config::load(path) {
+                    Err(e) => tracing::error!("config reload rejected, keeping the running config: {e}"),
+                    Ok(new) => {
+                        if new.agent.listen != running_config.agent.listen || new.agent.data_dir != running_config.agent.data_dir {
+                            tracing::warn!("agent.listen and agent.data_dir changes take effect at the next restart");
+                        }
+                        if let Some(old) = current.take() { old.stop().await; }
+                        current = Some(start_generation(&ctx, &new, &components));
+                        tracing::info!(path = %path.display(), services = new.services.len(), caches = new.caches.len(), trackers = new.trackers.len(), "config reloaded");
+                        running_config = new;
+                    }
+                }
+            }
+            res = wait_server(&server) => {
+                return Err(DaemonError::Serve(res));
+            }
+        }
+    }
+
+    // Stop: components first (they may record final values), then flush, then HTTP.
+    let stop_started = std::time::Instant::now();
+    if let Some(gen_) = current.take() {
+        gen_.stop().await;
+    }
+    let flusher = telemetry.clone();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(3),
+        tokio::task::spawn_blocking(move || flusher.flush()),
+    )
+    .await;
+    root.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
+    telemetry.shutdown();
+    tracing::info!(
+        took_ms = stop_started.elapsed().as_millis() as u64,
+        "lookout stopped"
+    );
+    Ok(())
+}
+
+async fn wait_server(server: &tokio::task::JoinHandle<std::io::Result<()>>) -> std::io::Error {
+    // Poll the server task without consuming it; it only ends on error before shutdown.
+    loop {
+        if server.is_finished() {
+            return std::io::Error::other("the HTTP server stopped unexpectedly");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Start every component a config asks for, under a fresh child token.
+fn start_generation(root: &Context, config: &Config, components: &Arc<Components>) -> Generation {
+    let ctx = root.child();
+    let token = ctx.shutdown.clone();
+    let mut tasks = JoinSet::new();
+    let interval = config.agent.interval.get();
+    let metrics = ProbeMetrics::new(&ctx);
+
+    ctx.readiness
+        .wait_for("probes", "the first probe cycle has not finished");
+    let mut firsts = Vec::new();
+
+    // Host and self.
+    {
+        let mut probe = HostProbe::new(&ctx, metrics.clone());
+        let token = token.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        firsts.push(rx);
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut tx = Some(tx);
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    _ = tick.tick() => {
+                        probe.tick();
+                        if let Some(tx) = tx.take() { let _ = tx.send(()); }
+                    }
+                }
+            }
+        });
+    }
+
+    // Watched services; forget services a reload removed.
+    for svc in &config.services {
+        let watcher = ServiceWatcher::new(svc.clone(), metrics.clone(), interval);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        firsts.push(rx);
+        tasks.spawn(watcher.run(token.clone(), tx));
+    }
+
+    let readiness = ctx.readiness.clone();
+    tasks.spawn(async move {
+        for rx in firsts {
+            let _ = rx.await;
+        }
+        readiness.open("probes");
+    });
+
+    crate::components::start(&ctx, config, components, &mut tasks);
+    Generation { token, tasks }
+}
+
+/// Record `lookout_agent_cold_start_seconds` (exec → every readiness gate open) once.
+fn spawn_agent_cold_start(ctx: &Context) {
+    let gauge = ctx.series.gauge(
+        &ctx.meter,
+        "lookout_agent_cold_start_seconds",
+        "The agent's own cold start: exec to ready (/readyz 200)",
+        "s",
+    );
+    let readiness = ctx.readiness.clone();
+    let token = ctx.shutdown.clone();
+    tokio::spawn(async move {
+        let me = procinfo::ProcSnapshot::read(std::process::id() as i32);
+        loop {
+            if readiness.blocking().is_empty() {
+                break;
+            }
+            tokio::select! {
+                _ = token.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(5)) => {}
+            }
+        }
+        if let Some(me) = me {
+            let secs = me.age().as_secs_f64();
+            gauge.set(&[], secs);
+            tracing::info!(seconds = secs, "lookout ready");
+        }
+    });
+}
+
+/// Strip credentials from a URL before it is logged.
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) => {
+            if !u.username().is_empty() {
+                let _ = u.set_username("***");
+            }
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            if u.query().is_some() {
+                u.set_query(Some("***"));
+            }
+            u.to_string()
+        }
+        Err(_) => "<unparseable URL>".into(),
+    }
+}

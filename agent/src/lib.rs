@@ -1,0 +1,15 @@
+//! lookout: a host agent for observability and AIOps.
+//!
+//! See ARCHITECTURE.md at the repository root for the map of this crate.
+
+pub mod alerting;
+pub mod cache;
+pub mod components;
+pub mod config;
+pub mod context;
+pub mod daemon;
+pub mod http;
+pub mod probes;
+pub mod series;
+pub mod telemetry;
+pub mod tracker;

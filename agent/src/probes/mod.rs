@@ -1,0 +1,148 @@
+//! Probes: what the agent reads from /proc and sysinfo every interval — the host, each watched
+//! service, and the agent itself — written as gauges into the series store.
+
+pub mod host;
+pub mod matcher;
+pub mod procinfo;
+pub mod ready;
+pub mod service;
+
+use crate::context::Context;
+use crate::series::Gauge;
+use crate::telemetry::STARTUP_BUCKETS;
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Counter, Histogram};
+use procinfo::ProcSnapshot;
+
+/// The instruments the probes write.
+#[derive(Clone)]
+pub struct ProbeMetrics {
+    pub threads: Gauge,
+    pub thread_limit: Gauge,
+    pub cpu: Gauge,
+    pub rss: Gauge,
+    pub fds: Gauge,
+    pub start_time: Gauge,
+    pub up: Gauge,
+    pub initializing: Gauge,
+    pub last_cold_start: Gauge,
+    pub cold_start: Histogram<f64>,
+    pub restarts: Counter<u64>,
+}
+
+impl ProbeMetrics {
+    pub fn new(ctx: &Context) -> Self {
+        let s = &ctx.series;
+        let m = &ctx.meter;
+        Self {
+            threads: s.gauge(m, "process.thread.count", "Threads of a watched service", "{thread}"),
+            thread_limit: s.gauge(
+                m,
+                "lookout_service_thread_limit",
+                "Thread limits of a watched service: the configured expected maximum and RLIMIT_NPROC",
+                "{thread}",
+            ),
+            cpu: s.gauge(m, "process_cpu_utilization", "CPU of a watched service, in cores", "1"),
+            rss: s.gauge(m, "process_resident_memory_bytes", "Resident memory of a watched service", "By"),
+            fds: s.gauge(m, "process_open_fds", "Open file descriptors of a watched service", "{fd}"),
+            start_time: s.gauge(
+                m,
+                "process_start_time_seconds",
+                "Start time of the current instance of a watched service, Unix seconds",
+                "s",
+            ),
+            up: s.gauge(m, "lookout_service_up", "1 while the watched service's process runs, 0 while it is absent", ""),
+            initializing: s.gauge(
+                m,
+                "lookout_service_initializing_seconds",
+                "How long the current instance has been starting and not yet ready; 0 when ready",
+                "s",
+            ),
+            last_cold_start: s.gauge(
+                m,
+                "lookout_service_last_cold_start_seconds",
+                "The last observed cold start of a watched service (process start to first ready probe)",
+                "s",
+            ),
+            cold_start: m
+                .f64_histogram("lookout_service_cold_start_seconds")
+                .with_description("Cold start of a watched service: process start to its first successful readiness probe")
+                .with_unit("s")
+                .with_boundaries(STARTUP_BUCKETS.to_vec())
+                .build(),
+            restarts: m
+                .u64_counter("lookout_service_restarts")
+                .with_description("New instances (PIDs) of a watched service seen after the first")
+                .build(),
+        }
+    }
+
+    pub fn record_process(
+        &self,
+        service: &str,
+        snap: &ProcSnapshot,
+        cpu_cores: Option<f64>,
+        expected_max_threads: Option<u64>,
+        initializing: Option<f64>,
+    ) {
+        let l = [("service", service)];
+        self.up.set(&l, 1.0);
+        self.threads.set(&l, snap.threads as f64);
+        if let Some(expected) = expected_max_threads {
+            self.thread_limit.set(
+                &[("service", service), ("kind", "expected")],
+                expected as f64,
+            );
+        }
+        match snap.rlimit_nproc {
+            Some(v) => self
+                .thread_limit
+                .set(&[("service", service), ("kind", "rlimit_nproc")], v as f64),
+            None => self
+                .thread_limit
+                .remove(&[("service", service), ("kind", "rlimit_nproc")]),
+        }
+        if let Some(cpu) = cpu_cores {
+            self.cpu.set(&l, cpu);
+        }
+        self.rss.set(&l, snap.rss_bytes as f64);
+        match snap.open_fds {
+            Some(n) => self.fds.set(&l, n as f64),
+            None => self.fds.remove(&l),
+        }
+        self.start_time.set(&l, snap.start_unix_secs().round());
+        if let Some(init) = initializing {
+            self.initializing.set(&l, init);
+        }
+    }
+
+    pub fn observe_cold_start(&self, service: &str, seconds: f64) {
+        self.cold_start
+            .record(seconds, &[KeyValue::new("service", service.to_string())]);
+        self.last_cold_start.set(&[("service", service)], seconds);
+    }
+
+    /// The service's process is not running: say so, and drop its per-process values rather
+    /// than leave the last ones standing.
+    pub fn service_absent(&self, service: &str) {
+        self.up.set(&[("service", service)], 0.0);
+        for g in [
+            &self.threads,
+            &self.thread_limit,
+            &self.cpu,
+            &self.rss,
+            &self.fds,
+            &self.start_time,
+            &self.initializing,
+        ] {
+            g.remove_where("service", service);
+        }
+    }
+
+    /// The service left the config.
+    pub fn forget_service(&self, service: &str) {
+        self.service_absent(service);
+        self.up.remove_where("service", service);
+        self.last_cold_start.remove_where("service", service);
+    }
+}
