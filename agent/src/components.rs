@@ -13,5 +13,8 @@ pub fn start(
     components: &Arc<Components>,
     tasks: &mut JoinSet<()>,
 ) {
-    let _ = (ctx, config, components, tasks);
+    let _ = (ctx, config, components, &tasks);
+    if config.detectors.anomaly.enabled {
+        crate::anomaly::start(ctx, config.agent.interval.get(), tasks);
+    }
 }
