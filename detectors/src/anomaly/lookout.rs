@@ -33,14 +33,28 @@ pub struct LookoutModel {
     shape_norm: f32,
     centres: Vec<[f32; LAGS]>,
     shape_scale: f32,
+    /// The dominant period in samples (daily wave in 5-minute data, ...), if any, and the
+    /// largest seasonal residual |x_t − x_{t−period}| of the training window.
+    period: Option<(usize, f32)>,
 }
 
 impl LookoutModel {
     /// Largest of the normalised deviations of sample `x` (with its first difference and
     /// shape features when available).
     #[inline]
-    pub fn deviation(&self, x: f32, diff: Option<f32>, shape: Option<&[f32; LAGS]>) -> f32 {
+    pub fn deviation(
+        &self,
+        x: f32,
+        diff: Option<f32>,
+        shape: Option<&[f32; LAGS]>,
+        ago: impl Fn(usize) -> Option<f32>,
+    ) -> f32 {
         let mut e = (x - self.median).abs() / self.level_scale;
+        if let Some((period, scale)) = self.period
+            && let Some(past) = ago(period)
+        {
+            e = e.max((x - past).abs() / scale);
+        }
         if let Some(d) = diff {
             e = e.max(d.abs() / self.jump_scale);
         }
@@ -100,7 +114,16 @@ pub fn train(history: &[f32]) -> LookoutModel {
         shape_norm,
         centres: Vec::new(),
         shape_scale: 1.0,
+        period: None,
     };
+    if let Some(p) = dominant_period(history) {
+        let residual = history[p..]
+            .iter()
+            .zip(history)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        model.period = Some((p, floor_scale(residual, magnitude)));
+    }
     if smoothed.len() < LAGS + CLUSTERS * 4 || mean_abs <= 0.0 {
         return model;
     }
@@ -119,6 +142,46 @@ pub fn train(history: &[f32]) -> LookoutModel {
     model.shape_scale = largest.max(1e-3);
     model
 }
+
+/// Shortest lag at which the series repeats itself: the highest autocorrelation after the
+/// first zero crossing, when it is at least [`MIN_SEASONAL_ACF`] and at least
+/// [`MIN_CYCLES`] periods fit in the history. Hand-written: a plain autocorrelation.
+pub fn dominant_period(history: &[f32]) -> Option<usize> {
+    let n = history.len();
+    let max_lag = n / MIN_CYCLES;
+    if max_lag < 4 {
+        return None;
+    }
+    let mean = history.iter().sum::<f32>() / n as f32;
+    let centred: Vec<f32> = history.iter().map(|v| v - mean).collect();
+    let var: f32 = centred.iter().map(|v| v * v).sum();
+    if var <= 0.0 || !var.is_finite() {
+        return None;
+    }
+    let acf = |lag: usize| -> f32 {
+        let s: f32 = centred[lag..].iter().zip(&centred).map(|(a, b)| a * b).sum();
+        // Normalised by the overlap so long lags are not penalised.
+        s / var * n as f32 / (n - lag) as f32
+    };
+    let mut lag = 1;
+    while lag <= max_lag && acf(lag) > 0.0 {
+        lag += 1;
+    }
+    let (mut best, mut best_lag) = (MIN_SEASONAL_ACF, None);
+    for l in lag..=max_lag {
+        let a = acf(l);
+        if a > best {
+            best = a;
+            best_lag = Some(l);
+        }
+    }
+    best_lag
+}
+
+/// Autocorrelation needed to call a series periodic.
+pub const MIN_SEASONAL_ACF: f32 = 0.5;
+/// Periods that must fit in the history.
+pub const MIN_CYCLES: usize = 2;
 
 /// k-means with linfa (k-means++ init, fixed seed: deterministic). `None` when it fails or
 /// gives non-finite centres.

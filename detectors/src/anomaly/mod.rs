@@ -36,7 +36,7 @@ use prep::{Prepared, Preprocessor};
 use std::collections::VecDeque;
 
 /// Samples of history kept per series for training.
-pub const HISTORY: usize = 512;
+pub const HISTORY: usize = 768;
 /// The first model is trained after this many samples; until then scores are 0.
 pub const WARMUP: usize = 32;
 /// A model is retrained after this many new samples.
@@ -186,7 +186,10 @@ impl Detector {
         let score = match self.method {
             Method::Lookout => match &self.lookout {
                 Some(m) => {
-                    let e = m.deviation(x, diff, shape);
+                    let history = &self.history;
+                    let newest = history.len() - 1;
+                    let ago = |lag: usize| newest.checked_sub(lag).map(|i| history[i]);
+                    let e = m.deviation(x, diff, shape, ago);
                     self.novelty.score(t, e)
                 }
                 None => 0.0,
