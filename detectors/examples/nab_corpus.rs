@@ -67,6 +67,15 @@ fn main() {
                 p.name, best.score, best.threshold, at.score
             );
         }
+        if let Ok(list) = std::env::var("AT") {
+            for t in list.split(',').filter_map(|t| t.parse::<f64>().ok()) {
+                let r: Vec<String> = nab::PROFILES
+                    .iter()
+                    .map(|&p| format!("{:.2}", corpus.score_at(p, t).score))
+                    .collect();
+                println!("  at {t}: {}", r.join(" / "));
+            }
+        }
         if std::env::var("PER_FILE").is_ok() {
             let thr = corpus.optimise(nab::PROFILES[0]).threshold;
             for (name, f) in &per_file {

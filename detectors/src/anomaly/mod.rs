@@ -42,6 +42,9 @@ pub const WARMUP: usize = 32;
 /// A model is retrained after this many new samples.
 pub const RETRAIN_EVERY: usize = 64;
 
+/// Highest score while the model is immature (below every operating threshold).
+pub const IMMATURE_CAP: f32 = 0.45;
+
 /// Which detector.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Method {
@@ -190,7 +193,14 @@ impl Detector {
                     let newest = history.len() - 1;
                     let ago = |lag: usize| newest.checked_sub(lag).map(|i| history[i]);
                     let e = m.deviation(x, diff, shape, ago);
-                    self.novelty.score(t, e, m.mature())
+                    let score = self.novelty.score(t, e, m.mature());
+                    // An immature model (short history) never calls a sample anomalous:
+                    // no burst of alarms while a new series warms up.
+                    if m.mature() {
+                        score
+                    } else {
+                        score.min(IMMATURE_CAP)
+                    }
                 }
                 None => 0.0,
             },

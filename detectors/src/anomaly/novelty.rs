@@ -13,6 +13,9 @@ pub const BUCKET_SECONDS: f64 = 3600.0;
 /// Minimum samples in a bucket.
 pub const BUCKET_MIN_SAMPLES: u32 = 4;
 
+/// How much worse a deviation must get to score as high as the record before it.
+pub const INCIDENT_GROWTH: f32 = 1.25;
+
 #[derive(Clone, Debug)]
 pub struct Novelty {
     buckets: [f32; BUCKETS],
@@ -57,7 +60,10 @@ impl Novelty {
         if !remember {
             return score;
         }
-        self.current_max = self.current_max.max(e);
+        // A new record is remembered inflated: the same incident (a drift, a wobble around
+        // its new extreme) does not score high again unless it gets clearly worse.
+        let remembered = if n > 1.0 { e * INCIDENT_GROWTH } else { e };
+        self.current_max = self.current_max.max(remembered);
         self.current_count += 1;
         if t - self.current_start >= BUCKET_SECONDS && self.current_count >= BUCKET_MIN_SAMPLES {
             self.buckets[self.head] = self.current_max;
