@@ -351,7 +351,7 @@ impl Engine {
                     && inh
                         .equal
                         .iter()
-                        .all(|l| k.1.get(*l).is_some() && k.1.get(*l) == key.1.get(*l))
+                        .all(|l| k.1.contains_key(*l) && k.1.get(*l) == key.1.get(*l))
             });
             if hit {
                 out.push(inh.cause.to_string());
