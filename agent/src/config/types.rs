@@ -77,10 +77,10 @@ impl<'de> Deserialize<'de> for Regex {
     }
 }
 
+/// The regex crate's messages span several lines; the last non-empty one says what is wrong.
 fn first_line(s: &str) -> String {
     s.lines()
-        .filter(|l| !l.trim().is_empty())
-        .last()
+        .rfind(|l| !l.trim().is_empty())
         .unwrap_or(s)
         .trim()
         .to_string()
