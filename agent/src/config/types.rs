@@ -71,14 +71,14 @@ impl<'de> Deserialize<'de> for Regex {
         regex::Regex::new(&text).map(Self).map_err(|e| {
             de::Error::custom(format!(
                 "invalid regex {text:?}: {}",
-                first_line(&e.to_string())
+                gist(&e.to_string())
             ))
         })
     }
 }
 
 /// The regex crate's messages span several lines; the last non-empty one says what is wrong.
-fn first_line(s: &str) -> String {
+fn gist(s: &str) -> String {
     s.lines()
         .rfind(|l| !l.trim().is_empty())
         .unwrap_or(s)
