@@ -507,5 +507,8 @@ fn secrets_in_urls_never_reach_the_log() {
     agent.wait_ready(Duration::from_secs(20));
     let log = agent.log();
     assert!(log.contains("OTLP export on"), "{log}");
-    assert!(!log.contains("hunter2"), "a password reached the log:\n{log}");
+    assert!(
+        !log.contains("hunter2"),
+        "a password reached the log:\n{log}"
+    );
 }
