@@ -42,6 +42,7 @@ pub enum DaemonError {
 pub struct Components {
     pub caches: ArcSwap<BTreeMap<String, Arc<crate::cache::Cache>>>,
     pub trackers: ArcSwap<BTreeMap<String, Arc<crate::tracker::Tracker>>>,
+    pub alerts: crate::alerting::AlertsView,
 }
 
 /// One running config: its token and tasks.
