@@ -13,5 +13,6 @@ pub fn start(
     components: &Arc<Components>,
     tasks: &mut JoinSet<()>,
 ) {
+    crate::tracker::start_all(ctx, &config.trackers, components, tasks);
     let _ = (ctx, config, components, tasks);
 }
