@@ -44,6 +44,7 @@ use thiserror::Error;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 pub use resolver::DiscoveryError;
 
@@ -409,10 +410,13 @@ impl Tracker {
             new_primary = tracing::field::Empty,
             new_generation = tracing::field::Empty,
         );
-        let _entered = span.enter();
         let started = Instant::now();
         self.discoveries.fetch_add(1, Ordering::Relaxed);
-        let found = self.resolver.discover(old.primary.as_ref()).await;
+        let found = self
+            .resolver
+            .discover(old.primary.as_ref())
+            .instrument(span.clone())
+            .await;
         self.metrics.discovery_duration(started.elapsed());
         let primary = match found {
             Ok(p) => {
@@ -421,7 +425,7 @@ impl Tracker {
             }
             Err(e) => {
                 self.failed_discoveries.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(service = %self.service, error = %e, "primary discovery failed");
+                tracing::warn!(parent: &span, service = %self.service, error = %e, "primary discovery failed");
                 None
             }
         };
