@@ -172,6 +172,12 @@ impl Streamed {
     }
 }
 
+/// A response, read whole ([`Tracker::call`]) or still streaming ([`Tracker::forward`]).
+enum Finished {
+    Collected(::http::Response<Bytes>),
+    Streamed(Streamed),
+}
+
 /// What one attempt ended with.
 enum Attempt<T> {
     Done(T),
@@ -548,29 +554,19 @@ impl Tracker {
             .path_and_query()
             .map(|p| p.as_str().to_string())
             .unwrap_or_else(|| "/".into());
-        let timeout = self.settings.request_timeout;
-        self.run_request(
-            &parts.method,
-            &path,
-            &parts.headers,
-            ForwardBody::Full(body),
-            async |resp: reqwest::Response, permit: OwnedSemaphorePermit, _p: &Primary, _g: u64| {
-                let status = resp.status();
-                let headers = resp.headers().clone();
-                let body = tokio::time::timeout(timeout, resp.bytes()).await;
-                drop(permit);
-                let body = match body {
-                    Ok(Ok(b)) => b,
-                    Ok(Err(e)) => return Err(format!("reading the response body: {e}")),
-                    Err(_) => return Err("timed out reading the response body".into()),
-                };
-                let mut out = ::http::Response::new(body);
-                *out.status_mut() = status;
-                *out.headers_mut() = headers;
-                Ok(out)
-            },
-        )
-        .await
+        match self
+            .run_request(
+                &parts.method,
+                &path,
+                &parts.headers,
+                ForwardBody::Full(body),
+                true,
+            )
+            .await?
+        {
+            Finished::Collected(r) => Ok(r),
+            Finished::Streamed(_) => unreachable!("run_request collects when asked to"),
+        }
     }
 
     /// Forward a request and return as soon as the primary's response headers arrive; the
@@ -582,38 +578,54 @@ impl Tracker {
         headers: &::http::HeaderMap,
         body: ForwardBody,
     ) -> Result<Streamed, TrackerError> {
-        self.run_request(
-            method,
-            path,
-            headers,
-            body,
-            async |response, permit, primary: &Primary, generation| {
-                Ok(Streamed {
-                    response,
-                    primary: primary.clone(),
-                    generation,
-                    permit,
-                })
-            },
-        )
-        .await
+        match self.run_request(method, path, headers, body, false).await? {
+            Finished::Streamed(s) => Ok(s),
+            Finished::Collected(_) => unreachable!("run_request streams when asked to"),
+        }
     }
 
-    /// The retry loop shared by [`Tracker::call`] and [`Tracker::forward`]. `finish` turns a
-    /// response (with its throttle slot) into the result; its `Err` is a transport failure.
-    async fn run_request<T>(
+    /// Turn a response (with its throttle slot) into the result: read whole, or left
+    /// streaming. An `Err` is a transport failure while reading.
+    async fn finish(
+        &self,
+        response: reqwest::Response,
+        permit: OwnedSemaphorePermit,
+        primary: &Primary,
+        generation: u64,
+        collect: bool,
+    ) -> Result<Finished, String> {
+        if !collect {
+            return Ok(Finished::Streamed(Streamed {
+                response,
+                primary: primary.clone(),
+                generation,
+                permit,
+            }));
+        }
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = tokio::time::timeout(self.settings.request_timeout, response.bytes()).await;
+        drop(permit);
+        let body = match body {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => return Err(format!("reading the response body: {}", error_chain(&e))),
+            Err(_) => return Err("timed out reading the response body".into()),
+        };
+        let mut out = ::http::Response::new(body);
+        *out.status_mut() = status;
+        *out.headers_mut() = headers;
+        Ok(Finished::Collected(out))
+    }
+
+    /// The retry loop shared by [`Tracker::call`] and [`Tracker::forward`].
+    async fn run_request(
         &self,
         method: &::http::Method,
         path: &str,
         headers: &::http::HeaderMap,
         body: ForwardBody,
-        mut finish: impl AsyncFnMut(
-            reqwest::Response,
-            OwnedSemaphorePermit,
-            &Primary,
-            u64,
-        ) -> Result<T, String>,
-    ) -> Result<T, TrackerError> {
+        collect: bool,
+    ) -> Result<Finished, TrackerError> {
         if !path.starts_with('/') {
             return Err(TrackerError::BadRequest(format!(
                 "path {path:?} must start with '/'"
@@ -669,7 +681,7 @@ impl Tracker {
                     headers,
                     &mut body,
                     permit,
-                    &mut finish,
+                    collect,
                 )
                 .await;
             match outcome {
@@ -731,7 +743,7 @@ impl Tracker {
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn attempt<T>(
+    async fn attempt(
         &self,
         primary: &Primary,
         generation: u64,
@@ -740,13 +752,8 @@ impl Tracker {
         headers: &::http::HeaderMap,
         body: &mut Sendable,
         permit: OwnedSemaphorePermit,
-        finish: &mut impl AsyncFnMut(
-            reqwest::Response,
-            OwnedSemaphorePermit,
-            &Primary,
-            u64,
-        ) -> Result<T, String>,
-    ) -> Attempt<T> {
+        collect: bool,
+    ) -> Attempt<Finished> {
         let url = format!("{}{}", primary.base, path);
         let mut builder = self.client.request(method.clone(), &url);
         for (name, value) in headers {
@@ -802,7 +809,10 @@ impl Tracker {
                 })
                 .flatten();
             let error = format!("{url}: answered {status}");
-            let last = finish(resp, permit, primary, generation).await.ok();
+            let last = self
+                .finish(resp, permit, primary, generation, collect)
+                .await
+                .ok();
             return Attempt::Failover {
                 hint,
                 not_processed: status == 421,
@@ -810,7 +820,10 @@ impl Tracker {
                 last,
             };
         }
-        match finish(resp, permit, primary, generation).await {
+        match self
+            .finish(resp, permit, primary, generation, collect)
+            .await
+        {
             Ok(v) => Attempt::Done(v),
             Err(e) => Attempt::Failover {
                 hint: None,
