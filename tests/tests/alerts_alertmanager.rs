@@ -81,7 +81,11 @@ impl Receiver {
         let mut out = Vec::new();
         for (path, p) in self.payloads() {
             for a in p["alerts"].as_array().cloned().unwrap_or_default() {
-                out.push((path.clone(), a["status"].as_str().unwrap_or("").to_string(), a));
+                out.push((
+                    path.clone(),
+                    a["status"].as_str().unwrap_or("").to_string(),
+                    a,
+                ));
             }
         }
         out
@@ -124,7 +128,10 @@ receivers:
         let log = std::fs::File::create(dir.path().join("am.log")).unwrap();
         let child = Command::new("prometheus-alertmanager")
             .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!("--storage.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--storage.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--cluster.listen-address=")
             .stdin(Stdio::null())
@@ -132,7 +139,11 @@ receivers:
             .stderr(log)
             .spawn()
             .expect("prometheus-alertmanager (tests/setup/servers.sh installs it)");
-        let am = Alertmanager { child, port, _dir: dir };
+        let am = Alertmanager {
+            child,
+            port,
+            _dir: dir,
+        };
         wait_for("Alertmanager ready", Duration::from_secs(30), || {
             matches!(http_get(&am.url("/-/ready")), Some((200, _))).then_some(())
         });
@@ -164,7 +175,10 @@ impl Sleeper {
     fn start(tag: &str) -> (Self, String) {
         let arg = format!("3600.{tag}{}", std::process::id());
         let child = Command::new("sleep").arg(&arg).spawn().unwrap();
-        (Sleeper(child), format!("^sleep {}$", arg.replace('.', "\\\\.")))
+        (
+            Sleeper(child),
+            format!("^sleep {}$", arg.replace('.', "\\\\.")),
+        )
     }
 }
 
@@ -222,13 +236,17 @@ fn fire_resend_group_route_and_resolve_through_alertmanager() {
     agent.wait_ready(Duration::from_secs(30));
 
     // Fire + group: both stuck services in one page notification.
-    let page = wait_for("grouped page at the receiver", Duration::from_secs(30), || {
-        receiver.payloads().into_iter().find(|(path, p)| {
-            path == "/page"
-                && p["groupLabels"]["alertname"] == "ServiceStuckInitializing"
-                && p["alerts"].as_array().is_some_and(|a| a.len() == 2)
-        })
-    });
+    let page = wait_for(
+        "grouped page at the receiver",
+        Duration::from_secs(30),
+        || {
+            receiver.payloads().into_iter().find(|(path, p)| {
+                path == "/page"
+                    && p["groupLabels"]["alertname"] == "ServiceStuckInitializing"
+                    && p["alerts"].as_array().is_some_and(|a| a.len() == 2)
+            })
+        },
+    );
     let (_, page) = page;
     assert_eq!(page["version"], "4");
     assert_eq!(page["status"], "firing");
@@ -246,7 +264,10 @@ fn fire_resend_group_route_and_resolve_through_alertmanager() {
         let summary = a["annotations"]["summary"].as_str().unwrap();
         assert!(summary.contains(label(a, "service")), "{summary}");
         let desc = a["annotations"]["description"].as_str().unwrap();
-        assert!(desc.contains("test-host") && desc.contains("firing since"), "{desc}");
+        assert!(
+            desc.contains("test-host") && desc.contains("firing since"),
+            "{desc}"
+        );
         let runbook = a["annotations"]["runbook_url"].as_str().unwrap();
         assert_eq!(runbook, agent.url("/runbooks/ServiceStuckInitializing"));
         let (status, body) = http_get(runbook).expect("runbook link answers");
@@ -274,7 +295,9 @@ fn fire_resend_group_route_and_resolve_through_alertmanager() {
     let ends_of = |svc: &str| -> Option<String> {
         am.alerts()
             .into_iter()
-            .find(|x| label(x, "alertname") == "ServiceStuckInitializing" && label(x, "service") == svc)
+            .find(|x| {
+                label(x, "alertname") == "ServiceStuckInitializing" && label(x, "service") == svc
+            })
             .and_then(|x| x["endsAt"].as_str().map(str::to_string))
     };
     let first_ends = ends_of("stuck-b").expect("alert at Alertmanager");
@@ -282,26 +305,47 @@ fn fire_resend_group_route_and_resolve_through_alertmanager() {
     let later_ends = ends_of("stuck-b").expect("still active at Alertmanager after 10 s");
     assert!(later_ends > first_ends, "{later_ends} !> {first_ends}");
     assert!(
-        !receiver.alerts().iter().any(|(_, status, _)| status == "resolved"),
+        !receiver
+            .alerts()
+            .iter()
+            .any(|(_, status, _)| status == "resolved"),
         "nothing resolved while the conditions hold"
     );
-    assert!(metric(&agent, "lookout_alert_notifications_total", &[("outcome", "sent")]) >= 8.0);
+    assert!(
+        metric(
+            &agent,
+            "lookout_alert_notifications_total",
+            &[("outcome", "sent")]
+        ) >= 8.0
+    );
     assert_eq!(
-        metric(&agent, "lookout_alerts_firing", &[("alertname", "ServiceStuckInitializing"), ("severity", "page")]),
+        metric(
+            &agent,
+            "lookout_alerts_firing",
+            &[
+                ("alertname", "ServiceStuckInitializing"),
+                ("severity", "page")
+            ]
+        ),
         2.0
     );
 
     // Resolve: stuck-a goes away; the resolution (endsAt) reaches the receiver.
     drop(a);
-    let resolved = wait_for("stuck-a resolved at the receiver", Duration::from_secs(30), || {
-        receiver.alerts().into_iter().find(|(path, status, a)| {
-            path == "/page" && status == "resolved" && label(a, "service") == "stuck-a"
-        })
-    });
+    let resolved = wait_for(
+        "stuck-a resolved at the receiver",
+        Duration::from_secs(30),
+        || {
+            receiver.alerts().into_iter().find(|(path, status, a)| {
+                path == "/page" && status == "resolved" && label(a, "service") == "stuck-a"
+            })
+        },
+    );
     assert!(resolved.2["endsAt"].as_str().unwrap() > resolved.2["startsAt"].as_str().unwrap());
     let active = agent_alerts(&agent);
     assert!(
-        !active.iter().any(|x| label(x, "service") == "stuck-a" && label(x, "alertname") == "ServiceStuckInitializing")
+        !active.iter().any(|x| label(x, "service") == "stuck-a"
+            && label(x, "alertname") == "ServiceStuckInitializing")
     );
     assert!(active.iter().any(|x| label(x, "service") == "stuck-b"));
     assert_eq!(metric(&agent, "lookout_alert_spool_depth", &[]), 0.0);
@@ -350,22 +394,41 @@ fn alerts_wait_on_disk_through_an_outage_and_an_agent_restart() {
     agent.wait_ready(Duration::from_secs(30));
 
     // All three page and the ticket fire while no Alertmanager answers: spooled on disk.
-    wait_for("4 alerts active at the agent", Duration::from_secs(30), || {
-        (agent_alerts(&agent).len() == 4).then_some(())
-    });
+    wait_for(
+        "4 alerts active at the agent",
+        Duration::from_secs(30),
+        || (agent_alerts(&agent).len() == 4).then_some(()),
+    );
     wait_for("notices spooled", Duration::from_secs(10), || {
         (metric(&agent, "lookout_alert_spool_depth", &[]) >= 4.0).then_some(())
     });
-    assert!(metric(&agent, "lookout_alert_notifications_total", &[("outcome", "failed")]) > 0.0);
+    assert!(
+        metric(
+            &agent,
+            "lookout_alert_notifications_total",
+            &[("outcome", "failed")]
+        ) > 0.0
+    );
 
     // down-c fires and resolves inside the outage: its firing and its resolution exist only
     // in the spool — the restarted agent has no reason to send anything about it.
     drop(c);
-    wait_for("down-c resolved at the agent", Duration::from_secs(20), || {
-        (!agent_alerts(&agent).iter().any(|x| label(x, "service") == "down-c")).then_some(())
-    });
+    wait_for(
+        "down-c resolved at the agent",
+        Duration::from_secs(20),
+        || {
+            (!agent_alerts(&agent)
+                .iter()
+                .any(|x| label(x, "service") == "down-c"))
+            .then_some(())
+        },
+    );
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(spool_files(&data_dir) >= 4, "spool files: {}", spool_files(&data_dir));
+    assert!(
+        spool_files(&data_dir) >= 4,
+        "spool files: {}",
+        spool_files(&data_dir)
+    );
 
     let agent = restart(agent);
     agent.wait_ready(Duration::from_secs(30));
@@ -377,19 +440,26 @@ fn alerts_wait_on_disk_through_an_outage_and_an_agent_restart() {
 
     // Every alert arrives: the two still stuck, the ticket, and down-c — resolved, which
     // shows its firing and resolution were delivered in order.
-    wait_for("every alert delivered after the outage", Duration::from_secs(40), || {
-        let got = receiver.alerts();
-        let has = |path: &str, name: &str, svc: &str, status: &str| {
-            got.iter().any(|(p, s, a)| {
-                p == path && s == status && label(a, "alertname") == name && label(a, "service") == svc
-            })
-        };
-        (has("/page", "ServiceStuckInitializing", "down-a", "firing")
-            && has("/page", "ServiceStuckInitializing", "down-b", "firing")
-            && has("/page", "ServiceStuckInitializing", "down-c", "resolved")
-            && has("/ticket", "ThreadCountAboveExpected", "down-a", "firing"))
-        .then_some(())
-    });
+    wait_for(
+        "every alert delivered after the outage",
+        Duration::from_secs(40),
+        || {
+            let got = receiver.alerts();
+            let has = |path: &str, name: &str, svc: &str, status: &str| {
+                got.iter().any(|(p, s, a)| {
+                    p == path
+                        && s == status
+                        && label(a, "alertname") == name
+                        && label(a, "service") == svc
+                })
+            };
+            (has("/page", "ServiceStuckInitializing", "down-a", "firing")
+                && has("/page", "ServiceStuckInitializing", "down-b", "firing")
+                && has("/page", "ServiceStuckInitializing", "down-c", "resolved")
+                && has("/ticket", "ThreadCountAboveExpected", "down-a", "firing"))
+            .then_some(())
+        },
+    );
     // Had the resolution overtaken the firing, Alertmanager would hold down-c as active.
     assert!(!am.alerts().iter().any(|x| label(x, "service") == "down-c"));
     wait_for("spool drained", Duration::from_secs(20), || {
