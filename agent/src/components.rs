@@ -13,5 +13,5 @@ pub fn start(
     components: &Arc<Components>,
     tasks: &mut JoinSet<()>,
 ) {
-    let _ = (ctx, config, components, tasks);
+    crate::cache::start_all(ctx, config, components, tasks);
 }
