@@ -10,7 +10,7 @@ use super::Snapshot;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 #[derive(Serialize, Deserialize)]
@@ -25,9 +25,27 @@ pub fn snapshot_path(dir: &Path) -> PathBuf {
     dir.join("snapshot")
 }
 
-/// Write `snap` atomically under `dir`.
+/// The version of the snapshot under `dir`, from its header alone.
+fn saved_version(dir: &Path) -> Option<u64> {
+    use std::io::BufRead;
+    let f = std::fs::File::open(snapshot_path(dir)).ok()?;
+    let mut line = Vec::new();
+    std::io::BufReader::new(f)
+        .take(64 * 1024)
+        .read_until(b'\n', &mut line)
+        .ok()?;
+    serde_json::from_slice::<Header>(line.strip_suffix(b"\n")?)
+        .ok()
+        .map(|h| h.version)
+}
+
+/// Write `snap` atomically under `dir`, unless a snapshot of a higher version is already
+/// there (a slow earlier writer must not replace a newer snapshot).
 pub fn save(dir: &Path, snap: &Snapshot) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
+    if saved_version(dir).is_some_and(|v| v > snap.version) {
+        return Ok(());
+    }
     let header = serde_json::to_vec(&Header {
         format: 1,
         version: snap.version,

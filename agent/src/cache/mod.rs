@@ -14,6 +14,7 @@
 //!   a version is served); a strong read returns at least the blob's version or fails.
 
 pub mod blob;
+pub mod chaos;
 mod disk;
 pub mod http;
 pub mod localdir;
