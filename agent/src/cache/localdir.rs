@@ -76,7 +76,7 @@ fn read_tagged(path: &Path, max_len: u64, key: &str) -> Result<Option<(Vec<u8>, 
     }
     let mut body = Vec::with_capacity(meta.len() as usize);
     (&mut file)
-        .take(max_len + 1)
+        .take(max_len.saturating_add(1))
         .read_to_end(&mut body)
         .map_err(|e| io_err("read", path, e))?;
     if body.len() as u64 > max_len {

@@ -93,7 +93,7 @@ impl Source {
                     .map_err(|e| SourceError::Failed(format!("{}: {e}", path.display())))?;
                 let mut body = Vec::new();
                 (&mut f)
-                    .take(limit + 1)
+                    .take(limit.saturating_add(1))
                     .read_to_end(&mut body)
                     .await
                     .map_err(|e| SourceError::Failed(format!("{}: {e}", path.display())))?;
@@ -147,7 +147,7 @@ impl Source {
                     .ok_or_else(|| SourceError::Failed("no stdout".into()))?;
                 let mut body = Vec::new();
                 (&mut out)
-                    .take(limit + 1)
+                    .take(limit.saturating_add(1))
                     .read_to_end(&mut body)
                     .await
                     .map_err(|e| SourceError::Failed(format!("{program}: {e}")))?;
