@@ -13,6 +13,8 @@ pub fn start(
     components: &Arc<Components>,
     tasks: &mut JoinSet<()>,
 ) {
+    // Trackers first: a cache whose source is `{ primary = .. }` looks its tracker up.
     crate::tracker::start_all(ctx, &config.trackers, components, tasks);
+    crate::cache::start_all(ctx, config, components, tasks);
     crate::alerting::start(ctx, config, components, tasks);
 }
