@@ -1,1 +1,6 @@
-//! Pure detectors.
+//! Pure detectors: no I/O, no async. [`anomaly`] scores metric series for anomalies (the
+//! lookout detector and the Netdata-style baseline); [`nab`] scores detectors the way the
+//! Numenta Anomaly Benchmark does.
+
+pub mod anomaly;
+pub mod nab;
