@@ -1,1 +1,3 @@
 //! Pure detectors.
+
+pub mod timeout;
