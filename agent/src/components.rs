@@ -13,5 +13,6 @@ pub fn start(
     components: &Arc<Components>,
     tasks: &mut JoinSet<()>,
 ) {
-    let _ = (ctx, config, components, tasks);
+    let _ = components;
+    crate::timeout::start(ctx, config, tasks);
 }

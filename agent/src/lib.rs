@@ -12,4 +12,5 @@ pub mod http;
 pub mod probes;
 pub mod series;
 pub mod telemetry;
+pub mod timeout;
 pub mod tracker;

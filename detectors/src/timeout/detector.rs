@@ -2,11 +2,17 @@
 //! and classifies it into the CONTRACT verdicts.
 
 use super::{
-    Baseline, Call, ProcessSample, ThreadState, Timeout, Verdict, client_inodes, format_seconds,
-    waits_on_other_party,
+    Baseline, Call, Party, ProcessSample, ThreadState, Timeout, Verdict, client_inodes,
+    format_seconds, waits_on_other_party,
 };
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
+
+fn held_by_parked(call: &Call, parked: &BTreeSet<i32>) -> bool {
+    call.parties
+        .iter()
+        .any(|p| matches!(p, Party::Lock { holder_tid: Some(h), .. } if parked.contains(h)))
+}
 
 /// Thresholds of the classification.
 #[derive(Clone, Debug)]
@@ -160,11 +166,24 @@ impl ProcessDetector {
         self.last_at = at;
         let present: BTreeSet<i32> = sample.threads.iter().map(|t| t.tid).collect();
         self.threads.retain(|tid, _| present.contains(tid));
+        // Threads parked waiting for work: a mutex one of them holds is the idle-pool idiom
+        // (`Arc<Mutex<Receiver>>`, a worker holding the queue lock while it waits), not a hang.
+        let parked: BTreeSet<i32> = sample
+            .threads
+            .iter()
+            .filter(|t| match &t.state {
+                ThreadState::Blocked(call) => call.parties.iter().all(|p| *p == Party::Park),
+                _ => false,
+            })
+            .map(|t| t.tid)
+            .collect();
         for t in &sample.threads {
             let track = self.threads.entry(t.tid).or_default();
             track.comm.clone_from(&t.comm);
             let waiting = match &t.state {
-                ThreadState::Blocked(call) => waits_on_other_party(call).map(|k| (k, call)),
+                ThreadState::Blocked(call) if !held_by_parked(call, &parked) => {
+                    waits_on_other_party(call).map(|k| (k, call))
+                }
                 _ => None,
             };
             match waiting {

@@ -109,6 +109,8 @@ pub enum Party {
         kind: String,
         /// Who holds it, when known (`pid 123 (flock)`, `thread 456 (worker)`).
         holder: Option<String>,
+        /// The holder when it is a thread of the same process.
+        holder_tid: Option<i32>,
     },
     /// A futex used as a condition variable or a parking spot: a worker waiting for work.
     Park,
@@ -223,7 +225,7 @@ pub fn waits_on_other_party(call: &Call) -> Option<String> {
                 ..
             }
             | Party::Stream => return None,
-            Party::Lock { kind, holder } => {
+            Party::Lock { kind, holder, .. } => {
                 peers.push(format!(
                     "{kind} held by {}",
                     holder.as_deref().unwrap_or("another party")

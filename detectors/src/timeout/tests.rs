@@ -230,6 +230,7 @@ fn lock_wait_with_holder_is_missing_timeout() {
         vec![Party::Lock {
             kind: "file lock".into(),
             holder: Some("pid 42 (flock)".into()),
+            holder_tid: None,
         }],
     );
     run(&mut det, 30, |_| {
@@ -300,4 +301,36 @@ fn verdict_is_the_worst_and_counts_group_by_call() {
     assert_eq!(Timeout::Finite(0.2).contract_text(), "0.2");
     assert_eq!(Timeout::Finite(3600.0).contract_text(), "3600");
     assert_eq!(Timeout::Unknown.contract_text(), "infinite");
+}
+
+#[test]
+fn a_mutex_held_by_a_parked_worker_is_an_idle_pool() {
+    let mut det = ProcessDetector::new(cfg());
+    let waiter = call(
+        "futex",
+        Timeout::Infinite,
+        vec![Party::Lock {
+            kind: "mutex".into(),
+            holder: Some("thread 2 (worker)".into()),
+            holder_tid: Some(2),
+        }],
+    );
+    let parked = call("futex", Timeout::Infinite, vec![Party::Park]);
+    let sleeping = call("nanosleep", Timeout::Finite(3600.0), vec![Party::Sleep]);
+    run(&mut det, 30, |_| {
+        vec![
+            thread(1, ThreadState::Blocked(waiter.clone()), 0, (0, 0)),
+            thread(2, ThreadState::Blocked(parked.clone()), 0, (0, 0)),
+        ]
+    });
+    assert!(det.suspects().is_empty(), "{:?}", det.suspects());
+    // The same wait while the holder sleeps inside the critical section is a hang.
+    let mut det = ProcessDetector::new(cfg());
+    run(&mut det, 30, |_| {
+        vec![
+            thread(1, ThreadState::Blocked(waiter.clone()), 0, (0, 0)),
+            thread(2, ThreadState::Blocked(sleeping.clone()), 0, (0, 0)),
+        ]
+    });
+    assert_eq!(det.suspects()[0].verdict, Verdict::MissingTimeout);
 }
