@@ -3,7 +3,7 @@
 //! memory, or the socket's SO_RCVTIMEO), and what it waits on.
 
 use super::target::{self, FdKind, TcpTable};
-use lookout_detectors::timeout::{Call, Party, ThreadState, Timeout};
+use lookout_detectors::timeout::{Call, Party, Role, ThreadState, Timeout};
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 
@@ -105,7 +105,12 @@ pub struct Decoder<'a> {
     pub sockopt_cache: &'a mut HashMap<(u64, bool), Timeout>,
     /// Names of the process's threads, to name a mutex holder.
     pub thread_names: &'a HashMap<i32, String>,
+    /// Client sockets still to be asked (pidfd_getfd) while decoding this call.
+    pub info_budget: usize,
 }
+
+/// Client sockets asked per decoded call.
+pub const SOCKET_INFO_BUDGET: usize = 16;
 
 impl Decoder<'_> {
     pub fn decode(&mut self, line: &Line) -> Decoded {
@@ -207,20 +212,25 @@ impl Decoder<'_> {
     fn fd_wait(&mut self, fd: i32, send: bool) -> (Timeout, Vec<Party>) {
         match target::fd_kind(self.pid, fd) {
             FdKind::Socket(inode) => {
-                let party = self.socket_party(inode);
-                let timeout = match self.sockopt_cache.get(&(inode, send)) {
-                    Some(t) => *t,
-                    None => {
-                        let t = match self.pidfd {
-                            Some(pidfd) => target::socket_timeout(pidfd, fd, send),
-                            None => Timeout::Unknown,
-                        };
+                let (party, info) = self.socket(fd, inode);
+                let fresh = info.map(|i| if send { i.send_timeout } else { i.recv_timeout });
+                let timeout = match (fresh, self.sockopt_cache.get(&(inode, send))) {
+                    (Some(t), _) => {
                         if self.sockopt_cache.len() > 4096 {
                             self.sockopt_cache.clear();
                         }
                         self.sockopt_cache.insert((inode, send), t);
                         t
                     }
+                    (None, Some(t)) => *t,
+                    (None, None) => match self.pidfd.and_then(|p| target::socket_info(p, fd)) {
+                        Some(i) => {
+                            let t = if send { i.send_timeout } else { i.recv_timeout };
+                            self.sockopt_cache.insert((inode, send), t);
+                            t
+                        }
+                        None => Timeout::Unknown,
+                    },
                 };
                 (timeout, vec![party])
             }
@@ -229,14 +239,34 @@ impl Decoder<'_> {
         }
     }
 
-    fn socket_party(&mut self, inode: u64) -> Party {
+    /// The party of socket `fd`; for a client TCP socket also what a copy of it tells (its
+    /// byte counters and timeouts).
+    fn socket(&mut self, fd: i32, inode: u64) -> (Party, Option<target::SocketInfo>) {
         let table = self.tcp.get_or_insert_with(|| TcpTable::read(self.pid));
-        table.party(inode).unwrap_or(Party::Local)
+        let Some(mut party) = table.party(inode) else {
+            return (Party::Local, None);
+        };
+        let mut info = None;
+        if let Party::Socket {
+            role: Role::Client,
+            bytes,
+            ..
+        } = &mut party
+        {
+            // Bounded: an event loop with hundreds of connections costs at most this many
+            // descriptor copies per look.
+            if self.info_budget > 0 {
+                self.info_budget -= 1;
+                info = self.pidfd.and_then(|p| target::socket_info(p, fd));
+            }
+            *bytes = info.as_ref().and_then(|i| i.bytes);
+        }
+        (party, info)
     }
 
     fn fd_parties(&mut self, fd: i32, follow_epoll: bool) -> Vec<Party> {
         match target::fd_kind(self.pid, fd) {
-            FdKind::Socket(inode) => vec![self.socket_party(inode)],
+            FdKind::Socket(inode) => vec![self.socket(fd, inode).0],
             FdKind::Stream => vec![Party::Stream],
             FdKind::Epoll if follow_epoll => target::epoll_members(self.pid, fd, MAX_FDS)
                 .into_iter()

@@ -52,6 +52,8 @@ pub struct ProcessSampler {
     /// CLOCK_MONOTONIC minus the scheduler clock of `sched` files (they drift apart by
     /// seconds on some machines), measured on our own running thread.
     sched_offset: f64,
+    /// When the process started, on CLOCK_MONOTONIC: no call of it began earlier.
+    started: f64,
 }
 
 impl ProcessSampler {
@@ -67,6 +69,7 @@ impl ProcessSampler {
             sockopt_cache: HashMap::new(),
             buf: vec![0u8; 512],
             sched_offset: 0.0,
+            started: process_start_monotonic(pid).unwrap_or(f64::NEG_INFINITY),
         };
         s.rescan(now())?;
         // Prove the rights on the main thread now rather than at the first tick.
@@ -187,6 +190,7 @@ impl ProcessSampler {
                 tcp: &mut tcp,
                 sockopt_cache: &mut self.sockopt_cache,
                 thread_names: names,
+                info_budget: super::decode::SOCKET_INFO_BUDGET,
             };
             let decoded = decoder.decode(&line);
             let mut state = decoded.state;
@@ -196,7 +200,8 @@ impl ProcessSampler {
                 let on_party = waits_on_other_party(call).is_some();
                 if on_party || decoded.deadline_remaining {
                     blocked_since = exec_start(&format!("/proc/{pid}/task/{tid}/sched"))
-                        .map(|s| s + self.sched_offset)
+                        .filter(|s| *s > 0.0)
+                        .map(|s| (s + self.sched_offset).max(self.started))
                         .filter(|s| *s <= at);
                 }
                 if decoded.deadline_remaining
@@ -277,6 +282,18 @@ fn sched_clock_offset() -> Option<f64> {
     let mono = now();
     let own = exec_start("/proc/thread-self/sched")?;
     Some(mono - own)
+}
+
+/// The process's start time on CLOCK_MONOTONIC (its stat starttime is on the boot clock).
+fn process_start_monotonic(pid: i32) -> Option<f64> {
+    let ticks = crate::probes::procinfo::start_ticks(pid)?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz <= 0 {
+        return None;
+    }
+    let age = crate::probes::procinfo::boot_clock_secs() - ticks as f64 / hz as f64;
+    Some(now() - age.max(0.0))
 }
 
 /// (rchar, wchar) of one thread.

@@ -85,6 +85,7 @@ impl TcpTable {
     }
 
     /// The party of a TCP socket, or `None` when the inode is not TCP (unix, UDP, netlink).
+    /// `bytes` is filled later, for client sockets only.
     pub fn party(&self, inode: u64) -> Option<Party> {
         let (local, remote, state) = self.by_inode.get(&inode)?;
         let role = match state {
@@ -101,6 +102,7 @@ impl TcpTable {
             role,
             state: tcp_state_name(state).into(),
             peer,
+            bytes: None,
         })
     }
 
@@ -194,42 +196,74 @@ pub fn pidfd_open(pid: i32) -> Option<OwnedFd> {
     (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
-/// SO_RCVTIMEO (or SO_SNDTIMEO with `send`) of the target's socket `fd`: a copy of the
-/// descriptor is taken with pidfd_getfd, asked, and closed at once. (0, 0) means no timeout.
-pub fn socket_timeout(pidfd: &OwnedFd, fd: i32, send: bool) -> Timeout {
+/// What a copy of the target's socket tells: SO_RCVTIMEO, SO_SNDTIMEO, and TCP_INFO's byte
+/// counters.
+pub struct SocketInfo {
+    pub recv_timeout: Timeout,
+    pub send_timeout: Timeout,
+    /// (bytes received, bytes acked) of a TCP socket.
+    pub bytes: Option<(u64, u64)>,
+}
+
+/// Ask the target's socket `fd`: a copy of the descriptor is taken with pidfd_getfd, asked,
+/// and closed at once. A (0, 0) timeout means none. `None` when the copy cannot be made.
+pub fn socket_info(pidfd: &OwnedFd, fd: i32) -> Option<SocketInfo> {
     // SAFETY: plain syscall; a non-negative result is a new descriptor we own (closed on drop).
     let copy = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) };
     if copy < 0 {
-        return Timeout::Unknown;
+        return None;
     }
+    // SAFETY: `copy` is a fresh descriptor nobody else owns.
     let copy = unsafe { OwnedFd::from_raw_fd(copy as i32) };
+    let info = SocketInfo {
+        recv_timeout: sock_timeout(&copy, libc::SO_RCVTIMEO),
+        send_timeout: sock_timeout(&copy, libc::SO_SNDTIMEO),
+        bytes: tcp_bytes(&copy),
+    };
+    drop(copy);
+    Some(info)
+}
+
+fn sock_timeout(sock: &OwnedFd, opt: libc::c_int) -> Timeout {
     let mut tv = libc::timeval {
         tv_sec: 0,
         tv_usec: 0,
     };
     let mut len = std::mem::size_of::<libc::timeval>() as libc::socklen_t;
-    let opt = if send {
-        libc::SO_SNDTIMEO
-    } else {
-        libc::SO_RCVTIMEO
-    };
     // SAFETY: tv and len are valid for writes of the sizes given.
     let rc = unsafe {
         libc::getsockopt(
-            copy.as_raw_fd(),
+            sock.as_raw_fd(),
             libc::SOL_SOCKET,
             opt,
             (&mut tv as *mut libc::timeval).cast(),
             &mut len,
         )
     };
-    drop(copy);
     if rc != 0 {
-        return Timeout::Unknown;
-    }
-    if tv.tv_sec == 0 && tv.tv_usec == 0 {
+        Timeout::Unknown
+    } else if tv.tv_sec == 0 && tv.tv_usec == 0 {
         Timeout::Infinite
     } else {
         Timeout::Finite(tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6)
     }
+}
+
+fn tcp_bytes(sock: &OwnedFd) -> Option<(u64, u64)> {
+    // SAFETY: tcp_info is plain old data; all-zero is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: info and len are valid for writes of the sizes given; the kernel writes at most
+    // `len` bytes and reports how many.
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    let needed = std::mem::offset_of!(libc::tcp_info, tcpi_bytes_received) + 8;
+    (rc == 0 && len as usize >= needed).then_some((info.tcpi_bytes_received, info.tcpi_bytes_acked))
 }

@@ -1,6 +1,7 @@
 //! Per-process online detector: follows each thread's stall on another party across samples
 //! and classifies it into the CONTRACT verdicts.
 
+use super::client_bytes;
 use super::{
     Baseline, Call, Party, ProcessSample, ThreadState, Timeout, Verdict, client_inodes,
     format_seconds, waits_on_other_party,
@@ -70,6 +71,11 @@ struct Stall {
     last_io: Option<(u64, u64)>,
     last_inodes: Vec<u64>,
     connections: BTreeSet<u64>,
+    /// Per connection: (first seen, last seen, its timeout) while waited on, to tell an
+    /// attempt that ran into its timeout from one that was answered at once.
+    spans: HashMap<u64, (f64, f64, Option<f64>)>,
+    /// Per connection: (bytes received, bytes sent) last seen.
+    bytes: HashMap<u64, (u64, u64)>,
     resends: u32,
     last_wakeups: u64,
     /// The latest call on the party.
@@ -98,6 +104,8 @@ impl Stall {
             last_io: io,
             connections: inodes.iter().copied().collect(),
             last_inodes: inodes,
+            spans: HashMap::new(),
+            bytes: HashMap::new(),
             resends: 0,
             last_wakeups: wk,
             call: call.clone(),
@@ -107,7 +115,59 @@ impl Stall {
             max_finite: None,
         };
         s.note_timeout(&call.timeout);
+        s.note_call(call, at);
         s
+    }
+
+    /// Record the connections of a call seen waiting at `at`.
+    fn note_call(&mut self, call: &Call, at: f64) {
+        let timeout = match call.timeout {
+            Timeout::Finite(t) => Some(t),
+            _ => None,
+        };
+        for inode in client_inodes(call) {
+            let span = self.spans.entry(inode).or_insert((at, at, timeout));
+            span.1 = at;
+            span.2 = timeout;
+        }
+        if self.spans.len() > 1024 {
+            // Bounded: forget the oldest attempts.
+            let mut firsts: Vec<(f64, u64)> = self.spans.iter().map(|(k, v)| (v.0, *k)).collect();
+            firsts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            for (_, k) in firsts.into_iter().take(512) {
+                self.spans.remove(&k);
+            }
+        }
+        for (inode, rx, tx) in client_bytes(call) {
+            self.bytes.insert(inode, (rx, tx));
+        }
+    }
+
+    /// Bytes came back on a connection already seen, or the thread read something.
+    fn progress(&self, call: Option<&Call>, io: Option<(u64, u64)>) -> bool {
+        self.read_progress(io)
+            || call.is_some_and(|c| {
+                client_bytes(c)
+                    .iter()
+                    .any(|(i, rx, _)| self.bytes.get(i).is_some_and(|(rx0, _)| rx > rx0))
+            })
+    }
+
+    /// Data went out again on a connection already seen while nothing came back.
+    fn resent(&self, call: &Call) -> bool {
+        client_bytes(call).iter().any(|(i, rx, tx)| {
+            self.bytes
+                .get(i)
+                .is_some_and(|(rx0, tx0)| tx > tx0 && rx == rx0)
+        })
+    }
+
+    /// Attempts that waited about as long as their timeout: they ran into it.
+    fn expired_attempts(&self) -> u32 {
+        self.spans
+            .values()
+            .filter(|(first, last, t)| t.is_some_and(|t| last - first >= 0.4 * t && last > first))
+            .count() as u32
     }
 
     fn note_timeout(&mut self, t: &Timeout) {
@@ -191,7 +251,7 @@ impl ProcessDetector {
                     let continues = track.stall.as_ref().is_some_and(|s| s.key == key);
                     if continues {
                         let stall = track.stall.as_mut().expect("checked above");
-                        if stall.read_progress(t.io) {
+                        if stall.progress(Some(call), t.io) {
                             // Something came back: the previous wait ended well. Learn it and
                             // start over from this call.
                             self.baseline.observe_completed(
@@ -207,14 +267,11 @@ impl ProcessDetector {
                             stall.connections.extend(inodes.iter().copied());
                             stall.last_inodes = inodes;
                         }
-                        if let (Some((_, w0)), Some((_, w1))) = (stall.last_io, t.io)
-                            && w1 > w0
-                        {
+                        let wrote = matches!((stall.last_io, t.io), (Some((_, w0)), Some((_, w1))) if w1 > w0);
+                        if (wrote || stall.resent(call)) && stall.connections.len() <= 1 {
                             // Data went out again on the same connection while nothing came
                             // back: a re-sent request.
-                            if stall.connections.len() <= 1 {
-                                stall.resends = stall.resends.saturating_add(1);
-                            }
+                            stall.resends = stall.resends.saturating_add(1);
                         }
                         if t.io.is_some() {
                             stall.last_io = t.io;
@@ -222,6 +279,7 @@ impl ProcessDetector {
                         stall.last_wakeups = t.wakeups;
                         stall.last_waiting_at = at;
                         stall.note_timeout(&call.timeout);
+                        stall.note_call(call, at);
                         stall.call = call.clone();
                     } else {
                         let since = t.blocked_since.filter(|s| *s <= at).unwrap_or(at);
@@ -232,7 +290,7 @@ impl ProcessDetector {
                     let Some(stall) = track.stall.as_mut() else {
                         continue;
                     };
-                    if stall.read_progress(t.io) {
+                    if stall.progress(None, t.io) {
                         self.baseline.observe_completed(
                             &stall.first_syscall,
                             stall.first_site,
@@ -291,7 +349,9 @@ impl ProcessDetector {
             };
         // Retry loop: several attempts at the same peer, each with a short finite timeout,
         // nothing read back.
+        let expired = stall.expired_attempts().max(stall.resends);
         if attempts >= self.cfg.min_attempts
+            && expired >= self.cfg.min_attempts
             && !stall.any_infinite
             && let Some(t) = stall.max_finite
             && t <= max
@@ -375,7 +435,9 @@ impl ProcessDetector {
             )),
             // A finite short wait that has been re-armed past its own timeout with nothing
             // read: the program has no overall deadline on this party.
-            Timeout::Finite(t) if duration > t * 1.5 => Some(suspect(
+            // Only on one connection: a client opening connection after connection to the
+            // same peer is busy, not stuck.
+            Timeout::Finite(t) if duration > t * 1.5 && stall.connections.len() <= 1 => Some(suspect(
                 Verdict::MissingTimeout,
                 Timeout::Infinite,
                 format!(

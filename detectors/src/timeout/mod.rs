@@ -101,6 +101,9 @@ pub enum Party {
         state: String,
         /// `ip:port` of the other end, when connected.
         peer: Option<String>,
+        /// Bytes received and sent on it so far (TCP_INFO), for client sockets: what came
+        /// back ends a stall, what went out again while nothing came back is a re-attempt.
+        bytes: Option<(u64, u64)>,
     },
     /// A lock another thread or process holds: a mutex (futex in its contended state) or a
     /// file lock (flock, fcntl F_SETLKW).
@@ -240,6 +243,22 @@ pub fn waits_on_other_party(call: &Call) -> Option<String> {
     peers.sort();
     peers.dedup();
     Some(peers.join(", "))
+}
+
+/// (inode, bytes received, bytes sent) of the client sockets of a call whose counters are known.
+pub fn client_bytes(call: &Call) -> Vec<(u64, u64, u64)> {
+    call.parties
+        .iter()
+        .filter_map(|p| match p {
+            Party::Socket {
+                inode,
+                role: Role::Client,
+                bytes: Some((rx, tx)),
+                ..
+            } => Some((*inode, *rx, *tx)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The client sockets (inodes) of a call, to notice a new connection to the same peer.

@@ -8,6 +8,7 @@ fn client(inode: u64, peer: &str) -> Party {
         role: Role::Client,
         state: "ESTABLISHED".into(),
         peer: Some(peer.into()),
+        bytes: None,
     }
 }
 
@@ -98,12 +99,14 @@ fn servers_pools_sleepers_and_terminals_are_ok() {
         role: Role::Listener,
         state: "LISTEN".into(),
         peer: None,
+        bytes: None,
     };
     let accepted = Party::Socket {
         inode: 2,
         role: Role::Accepted,
         state: "ESTABLISHED".into(),
         peer: Some("127.0.0.1:5555".into()),
+        bytes: None,
     };
     let states = [
         call(
@@ -333,4 +336,43 @@ fn a_mutex_held_by_a_parked_worker_is_an_idle_pool() {
         ]
     });
     assert_eq!(det.suspects()[0].verdict, Verdict::MissingTimeout);
+}
+
+#[test]
+fn fast_answered_attempts_are_not_timeouts_even_when_reads_are_invisible() {
+    let mut det = ProcessDetector::new(cfg());
+    // A new connection per request, each seen once while waiting (answered within a tick);
+    // recv() does not move rchar, so only the spans tell these attempts did not expire.
+    run(&mut det, 60, |i| {
+        vec![thread(
+            1,
+            ThreadState::Blocked(call(
+                "poll",
+                Timeout::Finite(1.0),
+                vec![client(100 + i as u64, "10.0.0.1:80")],
+            )),
+            i as u64,
+            (0, 0),
+        )]
+    });
+    assert!(det.suspects().is_empty(), "{:?}", det.suspects());
+}
+
+#[test]
+fn bytes_arriving_on_the_same_connection_are_progress() {
+    let mut det = ProcessDetector::new(cfg());
+    // A slow download: poll wakes every second and data keeps arriving on the socket.
+    run(&mut det, 60, |i| {
+        let mut c = client(7, "10.0.0.1:80");
+        if let Party::Socket { bytes, .. } = &mut c {
+            *bytes = Some((i as u64 / 10 * 1000, 100));
+        }
+        vec![thread(
+            1,
+            ThreadState::Blocked(call("poll", Timeout::Finite(1.0), vec![c])),
+            i as u64 / 10,
+            (0, 0),
+        )]
+    });
+    assert!(det.suspects().is_empty(), "{:?}", det.suspects());
 }
