@@ -19,5 +19,6 @@ pub fn start(
     if config.detectors.anomaly.enabled {
         crate::anomaly::start(ctx, config.agent.interval.get(), tasks);
     }
+    crate::timeout::start(ctx, config, tasks);
     crate::alerting::start(ctx, config, components, tasks);
 }
