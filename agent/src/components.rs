@@ -13,5 +13,6 @@ pub fn start(
     components: &Arc<Components>,
     tasks: &mut JoinSet<()>,
 ) {
-    let _ = (ctx, config, components, tasks);
+    crate::tracker::start_all(ctx, &config.trackers, components, tasks);
+    crate::alerting::start(ctx, config, components, tasks);
 }

@@ -44,13 +44,19 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    pub fn grpc() -> Self {
+    /// A runtime and a bound loopback listener to serve on.
+    fn prepare() -> (tokio::runtime::Runtime, tokio::net::TcpListener, u16) {
         let runtime = tokio::runtime::Runtime::new().unwrap();
-        let received = Received::default();
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .unwrap();
         let port = listener.local_addr().unwrap().port();
+        (runtime, listener, port)
+    }
+
+    pub fn grpc() -> Self {
+        let (runtime, listener, port) = Self::prepare();
+        let received = Received::default();
         let svc = MetricsServiceServer::new(received.clone());
         runtime.spawn(async move {
             let incoming = tonic::transport::server::TcpIncoming::from(listener);
@@ -67,12 +73,8 @@ impl Receiver {
     }
 
     pub fn http() -> Self {
-        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let (runtime, listener, port) = Self::prepare();
         let received = Received::default();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let port = listener.local_addr().unwrap().port();
         let sink = received.clone();
         let app = axum::Router::new().route(
             "/v1/metrics",

@@ -495,3 +495,20 @@ fn listens_on_loopback_by_default_and_serves_health() {
     let (status, body) = agent.get("/readyz").unwrap();
     assert_eq!(status, 200, "{body}");
 }
+
+#[test]
+fn secrets_in_urls_never_reach_the_log() {
+    let receiver = Receiver::http();
+    let extra = format!(
+        "[export.otlp]\nendpoint = \"http://collector:hunter2@127.0.0.1:{}\"\nprotocol = \"http/protobuf\"\ninterval = \"1s\"\n",
+        receiver.port
+    );
+    let agent = Agent::start(&extra);
+    agent.wait_ready(Duration::from_secs(20));
+    let log = agent.log();
+    assert!(log.contains("OTLP export on"), "{log}");
+    assert!(
+        !log.contains("hunter2"),
+        "a password reached the log:\n{log}"
+    );
+}

@@ -69,10 +69,7 @@ impl<'de> Deserialize<'de> for Regex {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
         regex::Regex::new(&text).map(Self).map_err(|e| {
-            de::Error::custom(format!(
-                "invalid regex {text:?}: {}",
-                gist(&e.to_string())
-            ))
+            de::Error::custom(format!("invalid regex {text:?}: {}", gist(&e.to_string())))
         })
     }
 }
