@@ -171,16 +171,32 @@ fn failures(prom: &Prometheus, queries: &[PanelQuery]) -> Vec<String> {
         }
         for (kind, r) in results {
             match r {
-                Err(e) => out.push(format!(
-                    "{}: {kind} query {:?} failed: {e}",
-                    q.at, q.promql
-                )),
+                Err(e) => out.push(format!("{}: {kind} query {:?} failed: {e}", q.at, q.promql)),
                 Ok(v) if v.is_empty() => out.push(format!(
                     "{}: {kind} query {:?} returned nothing",
                     q.at, q.promql
                 )),
                 Ok(_) => {}
             }
+        }
+    }
+    out
+}
+
+/// A log line without its terminal colour codes.
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // ESC [ parameters final-letter
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
         }
     }
     out
@@ -266,7 +282,10 @@ fn every_panel_query_returns_data_from_a_real_agent() {
     // Restart "api" once it has started: a restart and a second cold start.
     wait_for("api ready", Duration::from_secs(15), || {
         agent
-            .metric("lookout_service_cold_start_seconds_count", &[("service", "api")])
+            .metric(
+                "lookout_service_cold_start_seconds_count",
+                &[("service", "api")],
+            )
             .filter(|c| *c >= 1.0)
     });
     drop(first_api);
@@ -338,7 +357,7 @@ fn every_panel_query_returns_data_from_a_real_agent() {
         started.elapsed()
     );
     let log = agent.log();
-    let tail: Vec<&str> = log.lines().rev().take(20).collect();
+    let tail: Vec<String> = log.lines().rev().take(20).map(strip_ansi).collect();
     assert!(
         failed.is_empty(),
         "{} of {} panel queries failed:\n{}\n\nagent log, last lines first:\n{}",

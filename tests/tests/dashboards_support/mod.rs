@@ -243,6 +243,11 @@ pub const ALERTS_OF_METRIC: &[(&str, &[&str])] = &[
         "lookout_service_initializing_seconds",
         &["ServiceStuckInitializing"],
     ),
+    (
+        "lookout_service_cold_start_budget_seconds",
+        &["ColdStartSlow", "ServiceStuckInitializing"],
+    ),
+    ("lookout_cache_check_interval_seconds", &["CacheStale"]),
     ("lookout_cache_version_lag", &["CacheVersionLag"]),
     ("lookout_cache_staleness_seconds", &["CacheStale"]),
     ("lookout_cache_source_loads_total", &["CacheSourceFailing"]),
@@ -285,8 +290,9 @@ pub const ALERT_NAMES: &[&str] = &[
     "LookoutAgentDown",
 ];
 
-/// Metrics the agent exports (CONTRACT.md and the component signals), as Prometheus names;
-/// histograms are listed by their base name.
+/// Metrics the agent exports (CONTRACT.md, the component signals, and the configured thresholds
+/// the alert engine exports for the central rules), as Prometheus names; histograms are listed
+/// by their base name.
 pub const KNOWN_METRICS: &[&str] = &[
     "up",
     "lookout_build_info",
@@ -301,6 +307,7 @@ pub const KNOWN_METRICS: &[&str] = &[
     "lookout_service_last_cold_start_seconds",
     "lookout_service_cold_start_seconds",
     "lookout_service_restarts_total",
+    "lookout_service_cold_start_budget_seconds",
     "system_thread_count",
     "system_thread_limit",
     "system_cpu_utilization",
@@ -314,6 +321,7 @@ pub const KNOWN_METRICS: &[&str] = &[
     "lookout_cache_version_lag",
     "lookout_cache_staleness_seconds",
     "lookout_cache_blob_up",
+    "lookout_cache_check_interval_seconds",
     "lookout_cache_source_loads_total",
     "lookout_cache_errors_total",
     "lookout_primary_generation",
