@@ -527,6 +527,11 @@ impl Tracker {
 
     /// Idempotent GET of `{primary}{path}` with retries; a non-2xx answer is an error.
     pub async fn get_bytes(&self, path: &str) -> Result<Bytes, TrackerError> {
+        if !path.starts_with('/') {
+            return Err(TrackerError::BadRequest(format!(
+                "path {path:?} must start with '/'"
+            )));
+        }
         let req = ::http::Request::get(path)
             .body(Bytes::new())
             .map_err(|e| TrackerError::BadRequest(e.to_string()))?;
@@ -548,6 +553,12 @@ impl Tracker {
         req: ::http::Request<Bytes>,
     ) -> Result<::http::Response<Bytes>, TrackerError> {
         let (parts, body) = req.into_parts();
+        if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+            return Err(TrackerError::BadRequest(format!(
+                "{} is not a path: the tracker picks the host",
+                parts.uri
+            )));
+        }
         let path = parts
             .uri
             .path_and_query()
