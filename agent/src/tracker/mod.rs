@@ -48,6 +48,9 @@ use tracing::Instrument;
 
 pub use resolver::DiscoveryError;
 
+/// How often the etcd resolver re-reads the leader besides watching it.
+const ETCD_LEADER_POLL: Duration = Duration::from_secs(10);
+
 /// Header a non-primary replica may add to its 421 to name the primary.
 pub const PRIMARY_HINT_HEADER: &str = "x-primary";
 
@@ -310,6 +313,22 @@ impl Tracker {
     pub async fn run(self: Arc<Self>, token: CancellationToken) {
         let mut tasks = JoinSet::new();
         if let Some(observer) = self.resolver.observer() {
+            // The observe stream is silent while the leader is stable, so a stream that died
+            // quietly (a partitioned member) looks the same: ask for the leader now and then.
+            let me = self.clone();
+            let token_poll = token.clone();
+            let poller = observer.clone();
+            tasks.spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = token_poll.cancelled() => return,
+                        _ = tokio::time::sleep(ETCD_LEADER_POLL) => {}
+                    }
+                    if let Ok(p) = poller.leader().await {
+                        me.publish_observed(p);
+                    }
+                }
+            });
             let me = self.clone();
             let token = token.clone();
             tasks.spawn(async move {
