@@ -10,7 +10,7 @@ mod cache_common;
 use cache_common::{Azurite, Exempt, Read};
 use lookout_agent::cache::blob::{self, BlobStore, Fetched};
 use lookout_agent::cache::manifest::Manifest;
-use lookout_e2e::{Agent, free_port, lookout_bin};
+use lookout_e2e::{Agent, lookout_bin};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -55,11 +55,17 @@ async fn wait_ready(port: u16) {
     let client = lookout_e2e::client();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let r = client.get(format!("http://127.0.0.1:{port}/readyz")).send().await;
+        let r = client
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await;
         if r.is_ok_and(|r| r.status() == 200) {
             return;
         }
-        assert!(Instant::now() < deadline, "agent on port {port} not ready in 30 s");
+        assert!(
+            Instant::now() < deadline,
+            "agent on port {port} not ready in 30 s"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -72,11 +78,7 @@ fn write_doc(work: &Path, generation: u64) {
     std::fs::rename(tmp, work.join("doc")).unwrap();
 }
 
-async fn read_once(
-    client: &reqwest::Client,
-    port: u16,
-    strong: bool,
-) -> Option<u64> {
+async fn read_once(client: &reqwest::Client, port: u16, strong: bool) -> Option<u64> {
     let q = if strong { "?consistency=strong" } else { "" };
     let r = client
         .get(format!("http://127.0.0.1:{port}/v1/cache/fleet{q}"))
@@ -86,11 +88,20 @@ async fn read_once(
     if r.status() != 200 {
         return None;
     }
-    let v = r.headers().get("x-lookout-version")?.to_str().ok()?.parse().ok()?;
+    let v = r
+        .headers()
+        .get("x-lookout-version")?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()?;
     let etag = r.headers().get("etag")?.to_str().ok()?.to_string();
     let body = r.bytes().await.ok()?;
     // The body is the document of that version: it names a generation, and the ETag agrees.
-    assert!(body.starts_with(b"generation "), "served bytes are not a document");
+    assert!(
+        body.starts_with(b"generation "),
+        "served bytes are not a document"
+    );
     assert_eq!(etag, format!("\"{v}\""));
     Some(v)
 }
@@ -127,7 +138,13 @@ async fn run_agents(blob_url: String, options: String, watch: Arc<dyn BlobStore>
                 let v = read_once(&client, port, strong).await;
                 let end = Instant::now();
                 if let Some(version) = v {
-                    reads.lock().unwrap().push(Read { server: i, start, end, version, strong });
+                    reads.lock().unwrap().push(Read {
+                        server: i,
+                        start,
+                        end,
+                        version,
+                        strong,
+                    });
                 }
                 tokio::time::sleep(Duration::from_millis(15)).await;
             }
@@ -146,7 +163,11 @@ async fn run_agents(blob_url: String, options: String, watch: Arc<dyn BlobStore>
                     watch.get("fleet/manifest.json", None, 65536).await
                     && let Ok(m) = Manifest::parse(&bytes)
                 {
-                    publications.lock().unwrap().entry(m.version).or_insert_with(Instant::now);
+                    publications
+                        .lock()
+                        .unwrap()
+                        .entry(m.version)
+                        .or_insert_with(Instant::now);
                     if let Some(c) = m.claim {
                         claims.lock().unwrap().push(c.owner);
                     }
@@ -179,7 +200,11 @@ async fn run_agents(blob_url: String, options: String, watch: Arc<dyn BlobStore>
                 restart(&mut agents[i]);
                 restarts += 1;
                 tokio::time::sleep(Duration::from_millis(1000)).await;
-                exempt.push(Exempt { server: i, from, to: Instant::now() + Duration::from_secs(1) });
+                exempt.push(Exempt {
+                    server: i,
+                    from,
+                    to: Instant::now() + Duration::from_secs(1),
+                });
             }
             // Kill the agent that holds the refresh claim, mid-load.
             3 if !killed_claimer => {
@@ -188,12 +213,20 @@ async fn run_agents(blob_url: String, options: String, watch: Arc<dyn BlobStore>
                 while Instant::now() < deadline && !killed_claimer {
                     let owner = claims.lock().unwrap().last().cloned();
                     if let Some(owner) = owner {
-                        let pid: u32 = owner.split('/').nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+                        let pid: u32 = owner
+                            .split('/')
+                            .nth(1)
+                            .and_then(|p| p.parse().ok())
+                            .unwrap_or(0);
                         if let Some(i) = agents.iter().position(|a| a.child.id() == pid) {
                             let from = Instant::now();
                             restart(&mut agents[i]);
                             killed_claimer = true;
-                            exempt.push(Exempt { server: i, from, to: Instant::now() + Duration::from_secs(2) });
+                            exempt.push(Exempt {
+                                server: i,
+                                from,
+                                to: Instant::now() + Duration::from_secs(2),
+                            });
                         }
                     }
                     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -264,6 +297,5 @@ async fn three_agents_on_azurite() {
     az.create_container("agents").await;
     let url = "az://agents/fleet-test".to_string();
     let watch = blob::open(&url, &az.options()).unwrap();
-    let _ = free_port;
     run_agents(url, az.options_toml(), watch).await;
 }

@@ -18,12 +18,24 @@ fn hex(b: &[u8]) -> String {
 /// cannot slip into the middle of the agent's compare-and-swap).
 fn put(path: &Path, bytes: &[u8]) {
     let dir = path.parent().unwrap().parent().unwrap();
-    let root = if dir.ends_with("fleet") { dir.parent().unwrap() } else { dir };
-    let key = path.strip_prefix(root).unwrap().to_str().unwrap().to_string();
+    let root = if dir.ends_with("fleet") {
+        dir.parent().unwrap()
+    } else {
+        dir
+    };
+    let key = path
+        .strip_prefix(root)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
     let store = blob::open(&format!("file://{}", root.display()), &Default::default()).unwrap();
     let bytes = bytes::Bytes::copy_from_slice(bytes);
     lookout_e2e::block_on(async move {
-        store.put(&key, bytes, PutCondition::Overwrite).await.unwrap();
+        store
+            .put(&key, bytes, PutCondition::Overwrite)
+            .await
+            .unwrap();
     });
 }
 
@@ -37,8 +49,17 @@ fn manifest(version: u64, sha: &str, size: u64) -> Vec<u8> {
 
 fn served(agent: &Agent) -> Option<(String, String)> {
     let r = lookout_e2e::block_on(async {
-        let r = lookout_e2e::client().get(agent.url("/v1/cache/fleet")).send().await.ok()?;
-        let v = r.headers().get("x-lookout-version")?.to_str().ok()?.to_string();
+        let r = lookout_e2e::client()
+            .get(agent.url("/v1/cache/fleet"))
+            .send()
+            .await
+            .ok()?;
+        let v = r
+            .headers()
+            .get("x-lookout-version")?
+            .to_str()
+            .ok()?
+            .to_string();
         Some((v, r.text().await.ok()?))
     });
     r
@@ -46,7 +67,10 @@ fn served(agent: &Agent) -> Option<(String, String)> {
 
 fn errors(agent: &Agent, kind: &str) -> f64 {
     agent
-        .metric("lookout_cache_errors_total", &[("cache", "fleet"), ("kind", kind)])
+        .metric(
+            "lookout_cache_errors_total",
+            &[("cache", "fleet"), ("kind", kind)],
+        )
         .unwrap_or(0.0)
 }
 
@@ -75,29 +99,56 @@ fn bad_blobs_keep_the_last_good_version() {
     let data_path = blob.join("fleet/data").join(&next_sha);
     let mut version = 1;
     let cases: Vec<(&str, &str, Box<dyn Fn(u64)>)> = vec![
-        ("wrong hash", "corrupt", Box::new(|v| {
-            put(&data_path, b"{\"evil\": 2}");
-            put(&manifest_path, &manifest(v, &next_sha, next.len() as u64));
-        })),
-        ("truncated", "corrupt", Box::new(|v| {
-            put(&data_path, &next[..next.len() - 3]);
-            put(&manifest_path, &manifest(v, &next_sha, next.len() as u64));
-        })),
-        ("oversized", "too_large", Box::new(|v| {
-            let big = vec![b'x'; 5000];
-            let sha = hex(&Sha256::digest(&big));
-            put(&blob.join("fleet/data").join(&sha), &big);
-            put(&manifest_path, &manifest(v, &sha, big.len() as u64));
-        })),
-        ("missing data", "missing_data", Box::new(|v| {
-            put(&manifest_path, &manifest(v, &"0".repeat(64), 10));
-        })),
-        ("garbage manifest", "corrupt", Box::new(|_| {
-            put(&manifest_path, b"\x00\x01 not json at all");
-        })),
-        ("unknown format", "format", Box::new(|v| {
-            put(&manifest_path, format!("{{\"format\": 99, \"version\": {v}}}").as_bytes());
-        })),
+        (
+            "wrong hash",
+            "corrupt",
+            Box::new(|v| {
+                put(&data_path, b"{\"evil\": 2}");
+                put(&manifest_path, &manifest(v, &next_sha, next.len() as u64));
+            }),
+        ),
+        (
+            "truncated",
+            "corrupt",
+            Box::new(|v| {
+                put(&data_path, &next[..next.len() - 3]);
+                put(&manifest_path, &manifest(v, &next_sha, next.len() as u64));
+            }),
+        ),
+        (
+            "oversized",
+            "too_large",
+            Box::new(|v| {
+                let big = vec![b'x'; 5000];
+                let sha = hex(&Sha256::digest(&big));
+                put(&blob.join("fleet/data").join(&sha), &big);
+                put(&manifest_path, &manifest(v, &sha, big.len() as u64));
+            }),
+        ),
+        (
+            "missing data",
+            "missing_data",
+            Box::new(|v| {
+                put(&manifest_path, &manifest(v, &"0".repeat(64), 10));
+            }),
+        ),
+        (
+            "garbage manifest",
+            "corrupt",
+            Box::new(|_| {
+                put(&manifest_path, b"\x00\x01 not json at all");
+            }),
+        ),
+        (
+            "unknown format",
+            "format",
+            Box::new(|v| {
+                put(
+                    &manifest_path,
+                    format!("{{\"format\": 99, \"version\": {v}}}").as_bytes(),
+                );
+            }),
+        ),
     ];
     for (what, kind, break_it) in &cases {
         version += 1;
@@ -140,7 +191,13 @@ fn bad_blobs_keep_the_last_good_version() {
     let repaired = lookout_e2e::wait_for("the repaired version", Duration::from_secs(15), || {
         served(&agent).filter(|(_, body)| body == "{\"good\": 3}")
     });
-    assert!(repaired.0.parse::<u64>().unwrap() > version, "republished above the bad version");
-    assert_eq!(agent.get("/v1/cache/fleet?consistency=strong").unwrap().0, 200);
+    assert!(
+        repaired.0.parse::<u64>().unwrap() > version,
+        "republished above the bad version"
+    );
+    assert_eq!(
+        agent.get("/v1/cache/fleet?consistency=strong").unwrap().0,
+        200
+    );
     assert!(!agent.log().contains("panicked"));
 }
