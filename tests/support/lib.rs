@@ -14,10 +14,7 @@ pub fn lookout_bin() -> PathBuf {
     if let Ok(p) = std::env::var("LOOKOUT_BIN") {
         return PathBuf::from(p);
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| root.join("target"));
@@ -32,19 +29,12 @@ pub fn lookout_bin() -> PathBuf {
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Poll `f` every 50 ms until it returns `Some`, or panic with `what` after `timeout`.
@@ -117,12 +107,7 @@ impl Agent {
     }
 
     /// Start on a config file written by the caller (its listen port must be `port`).
-    pub fn spawn(
-        dir: tempfile::TempDir,
-        port: u16,
-        config_path: PathBuf,
-        env: &[(&str, &str)],
-    ) -> Agent {
+    pub fn spawn(dir: tempfile::TempDir, port: u16, config_path: PathBuf, env: &[(&str, &str)]) -> Agent {
         let log_path = dir.path().join("agent.log");
         let log = std::fs::File::create(&log_path).unwrap();
         let mut cmd = Command::new(lookout_bin());
@@ -197,11 +182,7 @@ impl Drop for Agent {
 pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     samples(text, name)
         .into_iter()
-        .find(|(ls, _)| {
-            labels
-                .iter()
-                .all(|(k, v)| ls.iter().any(|(a, b)| a == k && b == v))
-        })
+        .find(|(ls, _)| labels.iter().all(|(k, v)| ls.iter().any(|(a, b)| a == k && b == v)))
         .map(|(_, v)| v)
 }
 
@@ -223,9 +204,7 @@ pub fn samples(text: &str, name: &str) -> Vec<(Vec<(String, String)>, f64)> {
         if metric != name {
             continue;
         }
-        let Ok(v) = value.parse::<f64>() else {
-            continue;
-        };
+        let Ok(v) = value.parse::<f64>() else { continue };
         out.push((parse_labels(labels), v));
     }
     out
@@ -237,9 +216,7 @@ fn parse_labels(s: &str) -> Vec<(String, String)> {
     while let Some(eq) = rest.find('=') {
         let key = rest[..eq].trim_start_matches(',').trim().to_string();
         let after = &rest[eq + 1..];
-        let Some(body) = after.strip_prefix('"') else {
-            break;
-        };
+        let Some(body) = after.strip_prefix('"') else { break };
         let mut val = String::new();
         let mut chars = body.char_indices();
         let mut end = body.len();
