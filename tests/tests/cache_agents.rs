@@ -133,7 +133,7 @@ async fn run_agents(blob_url: String, options: String, watch: Arc<dyn BlobStore>
             let mut n = 0u64;
             while !stop.is_cancelled() {
                 n += 1;
-                let strong = n % 4 == 0;
+                let strong = n.is_multiple_of(4);
                 let start = Instant::now();
                 let v = read_once(&client, port, strong).await;
                 let end = Instant::now();

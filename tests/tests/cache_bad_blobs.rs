@@ -48,7 +48,7 @@ fn manifest(version: u64, sha: &str, size: u64) -> Vec<u8> {
 }
 
 fn served(agent: &Agent) -> Option<(String, String)> {
-    let r = lookout_e2e::block_on(async {
+    lookout_e2e::block_on(async {
         let r = lookout_e2e::client()
             .get(agent.url("/v1/cache/fleet"))
             .send()
@@ -61,8 +61,7 @@ fn served(agent: &Agent) -> Option<(String, String)> {
             .ok()?
             .to_string();
         Some((v, r.text().await.ok()?))
-    });
-    r
+    })
 }
 
 fn errors(agent: &Agent, kind: &str) -> f64 {
@@ -98,7 +97,8 @@ fn bad_blobs_keep_the_last_good_version() {
     let next_sha = hex(&Sha256::digest(&next));
     let data_path = blob.join("fleet/data").join(&next_sha);
     let mut version = 1;
-    let cases: Vec<(&str, &str, Box<dyn Fn(u64)>)> = vec![
+    type BreakIt<'a> = Box<dyn Fn(u64) + 'a>;
+    let cases: Vec<(&str, &str, BreakIt)> = vec![
         (
             "wrong hash",
             "corrupt",

@@ -129,7 +129,7 @@ async fn run_checker(inner: Arc<dyn BlobStore>) {
                 n += 1;
                 let cache = slot.lock().unwrap().as_ref().map(|s| s.cache.clone());
                 if let Some(cache) = cache {
-                    let strong = n % 5 == 0;
+                    let strong = n.is_multiple_of(5);
                     let start = Instant::now();
                     let version = if strong {
                         cache.get_strong().await.ok().map(|s| s.version)
@@ -247,7 +247,8 @@ async fn run_checker(inner: Arc<dyn BlobStore>) {
     }
     let _ = writer.await;
     for s in &servers {
-        if let Some(s) = s.lock().unwrap().take() {
+        let taken = s.lock().unwrap().take();
+        if let Some(s) = taken {
             s.token.cancel();
             let _ = s.task.await;
         }
