@@ -1,0 +1,185 @@
+//! Delivery of spooled notifications to Alertmanager (`POST /api/v2/alerts`, API v2): one
+//! task per configured Alertmanager, each sending the notices it has not taken yet, oldest
+//! first, in batches; retrying with backoff while it does not answer, so that alerts wait on
+//! disk and arrive in order when it returns.
+//!
+//! A firing notice gets its `endsAt` when it is sent: send time + 4 × resend interval, as
+//! Prometheus does, so Alertmanager resolves the alert by itself if this agent dies and stops
+//! re-sending. A 4xx answer (other than 429) means Alertmanager will never take that batch:
+//! it is logged, counted as `rejected` and skipped rather than blocking the queue forever.
+
+use super::engine::Notice;
+use super::spool::Spool;
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::Counter;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// Notices per POST.
+const BATCH: usize = 64;
+const BACKOFF_MIN: Duration = Duration::from_millis(500);
+/// Small, so that alerts flow within seconds of an Alertmanager's return.
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct Delivery {
+    pub target: String,
+    pub spool: Arc<Mutex<Spool>>,
+    pub client: reqwest::Client,
+    pub resend: Duration,
+    pub notifications: Counter<u64>,
+    /// Bumped whenever something is pushed to the spool.
+    pub wake: watch::Receiver<u64>,
+    /// Called after the spool changed, to update the depth gauge.
+    pub on_change: Arc<dyn Fn() + Send + Sync>,
+}
+
+/// The URL alerts are posted to on an Alertmanager whose base URL is `base`.
+pub fn alerts_url(base: &str) -> String {
+    format!("{}/api/v2/alerts", base.trim_end_matches('/'))
+}
+
+/// Firing notices get their `endsAt`; repeats of one alert within a batch collapse to the
+/// latest (Alertmanager would only keep the latest anyway).
+fn prepare(batch: Vec<Notice>, resend: Duration) -> Vec<Notice> {
+    let ends = humantime::format_rfc3339_millis(SystemTime::now() + 4 * resend).to_string();
+    let mut out: Vec<Notice> = Vec::with_capacity(batch.len());
+    for mut n in batch {
+        if n.ends_at.is_none() {
+            n.ends_at = Some(ends.clone());
+        }
+        let fp = n.fingerprint();
+        out.retain(|o| o.fingerprint() != fp);
+        out.push(n);
+    }
+    out
+}
+
+enum Outcome {
+    Sent,
+    Rejected(String),
+    Failed(String),
+}
+
+impl Delivery {
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let url = alerts_url(&self.target);
+        let shown = crate::daemon::redact_url(&self.target);
+        let mut backoff = BACKOFF_MIN;
+        let mut failing = false;
+        loop {
+            let next = self
+                .spool
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pending(&self.target, BATCH);
+            let Some((last_seq, batch)) = next else {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = self.wake.changed() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                continue;
+            };
+            let count = batch.len() as u64;
+            let body = prepare(batch, self.resend);
+            let outcome = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                o = self.post(&url, &body) => o,
+            };
+            match outcome {
+                Outcome::Sent | Outcome::Rejected(_) => {
+                    let label = if let Outcome::Rejected(why) = &outcome {
+                        tracing::error!(alertmanager = %shown, "Alertmanager rejected {count} alert notification(s), skipping them: {why}");
+                        "rejected"
+                    } else {
+                        "sent"
+                    };
+                    self.notifications
+                        .add(count, &[KeyValue::new("outcome", label)]);
+                    if failing {
+                        tracing::info!(alertmanager = %shown, "Alertmanager answers again; delivering spooled alerts");
+                        failing = false;
+                    }
+                    backoff = BACKOFF_MIN;
+                    let acked = self
+                        .spool
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .ack(&self.target, last_seq);
+                    if let Err(e) = acked {
+                        tracing::error!("{e}");
+                    }
+                    (self.on_change)();
+                }
+                Outcome::Failed(why) => {
+                    self.notifications
+                        .add(count, &[KeyValue::new("outcome", "failed")]);
+                    if !failing {
+                        tracing::warn!(alertmanager = %shown, "cannot deliver alerts, keeping them in the spool and retrying: {why}");
+                        failing = true;
+                    }
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+    }
+
+    async fn post(&self, url: &str, body: &[Notice]) -> Outcome {
+        let sent = self
+            .client
+            .post(url)
+            .timeout(REQUEST_TIMEOUT)
+            .json(body)
+            .send()
+            .await;
+        match sent {
+            Ok(r) if r.status().is_success() => Outcome::Sent,
+            Ok(r) if r.status().is_client_error() && r.status().as_u16() != 429 => {
+                let status = r.status();
+                let text = r.text().await.unwrap_or_default();
+                Outcome::Rejected(format!(
+                    "{status}: {}",
+                    text.chars().take(300).collect::<String>()
+                ))
+            }
+            Ok(r) => Outcome::Failed(format!("HTTP {}", r.status())),
+            Err(e) => Outcome::Failed(e.without_url().to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prepare_sets_ends_and_keeps_latest_per_alert() {
+        let mk = |name: &str, ends: Option<&str>| Notice {
+            labels: [("alertname".to_string(), name.to_string())].into(),
+            annotations: Default::default(),
+            starts_at: "2026-01-01T00:00:00Z".into(),
+            ends_at: ends.map(str::to_string),
+            generator_url: String::new(),
+        };
+        let out = prepare(
+            vec![
+                mk("X", None),
+                mk("Y", None),
+                mk("X", Some("2026-01-01T00:01:00Z")),
+            ],
+            Duration::from_secs(60),
+        );
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].labels["alertname"], "Y");
+        assert!(out[0].ends_at.is_some());
+        assert_eq!(out[1].ends_at.as_deref(), Some("2026-01-01T00:01:00Z"));
+        assert_eq!(alerts_url("http://a:9093/"), "http://a:9093/api/v2/alerts");
+    }
+}
