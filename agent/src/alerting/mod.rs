@@ -135,6 +135,10 @@ pub fn start(
             "Alert notifications by outcome: sent, failed (retried), rejected, dropped (spool full)",
         )
         .build();
+    // Every outcome exists from the start, so that rate() and absent() queries work at once.
+    for outcome in ["sent", "failed", "rejected", "dropped"] {
+        notifications.add(0, &[opentelemetry::KeyValue::new("outcome", outcome)]);
+    }
 
     let targets: Vec<String> = alerts
         .alertmanager

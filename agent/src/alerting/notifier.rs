@@ -150,9 +150,25 @@ impl Delivery {
                 ))
             }
             Ok(r) => Outcome::Failed(format!("HTTP {}", r.status())),
-            Err(e) => Outcome::Failed(e.without_url().to_string()),
+            Err(e) => Outcome::Failed(error_chain(&e.without_url())),
         }
     }
+}
+
+/// An error with its causes ("error sending request: ... Connection refused"): the top
+/// level alone rarely says what went wrong.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
 }
 
 #[cfg(test)]

@@ -689,6 +689,9 @@ fn the_defaults_table_of_alerts_readme_matches_the_rules() {
             d.threshold,
             d.threshold_meaning
         );
-        assert!(readme.contains(&row), "alerts/README.md lacks or misstates:\n{row}");
+        assert!(
+            readme.contains(&row),
+            "alerts/README.md lacks or misstates:\n{row}"
+        );
     }
 }
