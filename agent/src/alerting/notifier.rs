@@ -78,7 +78,13 @@ impl Delivery {
             let Some((last_seq, batch)) = next else {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    _ = self.wake.changed() => {}
+                    woken = self.wake.changed() => {
+                        if woken.is_err() {
+                            // The engine is gone (its generation is stopping): poll slowly
+                            // rather than spin on a closed channel until we are cancelled.
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    }
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
                 continue;
