@@ -80,6 +80,11 @@ pub fn start(
     tasks: &mut JoinSet<()>,
 ) {
     let alerts = &config.alerts;
+    if alerts.rules.contains_key(names::LOOKOUT_AGENT_DOWN) {
+        tracing::warn!(
+            "[alerts.rules.LookoutAgentDown] has no effect in the agent: that alert is evaluated by a central Prometheus (alerts/lookout.rules.yml)"
+        );
+    }
     let resend = alerts.resend_interval.get();
     let base = agent_base_url(config, &ctx.host);
     let stamp = Stamp {
