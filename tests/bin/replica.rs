@@ -10,7 +10,8 @@
 //!
 //! Control and counters on a separate admin port (so a closed data port stays controllable):
 //! `POST /admin/state` with any of `{"primary": url|null, "term": N, "mode": "...",
-//! "delay_ms": N, "delay_prob": 0..1}`, `GET /admin/stats`, `POST /admin/reset-stats`.
+//! "delay_min_ms": N, "delay_ms": N, "delay_prob": 0..1}` (a fraction `delay_prob` of the
+//! data requests waits a uniform `delay_min_ms..=delay_ms`), `GET /admin/stats`, `POST /admin/reset-stats`.
 //!
 //! With `--etcd URL[,URL..] --election NAME` it campaigns in that etcd v3 election through the
 //! JSON gateway (lease with `--lease-ttl` seconds, kept alive) and is the primary once elected.
@@ -69,6 +70,7 @@ struct Settings {
     primary: Option<String>,
     term: i64,
     mode: Mode,
+    delay_min_ms: u64,
     delay_ms: u64,
     delay_prob: f64,
 }
@@ -187,9 +189,9 @@ async fn data(replica: Arc<Replica>, req: Request<Incoming>) -> Fate {
     let c = &replica.counters;
     let now = c.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     c.max_in_flight.fetch_max(now, Ordering::SeqCst);
-    let (delay_ms, delay_prob) = {
+    let (delay_min_ms, delay_ms, delay_prob) = {
         let s = replica.settings.lock().unwrap();
-        (s.delay_ms, s.delay_prob)
+        (s.delay_min_ms, s.delay_ms, s.delay_prob)
     };
     let method = req.method().to_string();
     let path = req
@@ -201,7 +203,7 @@ async fn data(replica: Arc<Replica>, req: Request<Incoming>) -> Fate {
     let echo_header = req.headers().get("x-echo").cloned();
     let body = req.into_body().collect().await.map(|b| b.to_bytes());
     if delay_ms > 0 && rand::random::<f64>() < delay_prob {
-        let ms = rand::random_range(0..=delay_ms);
+        let ms = rand::random_range(delay_min_ms.min(delay_ms)..=delay_ms);
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     c.in_flight.fetch_sub(1, Ordering::SeqCst);
@@ -313,6 +315,9 @@ async fn admin(replica: Arc<Replica>, req: Request<Incoming>) -> Response<Body> 
                             );
                         }
                     }
+                }
+                if let Some(d) = v.get("delay_min_ms").and_then(Value::as_u64) {
+                    s.delay_min_ms = d;
                 }
                 if let Some(d) = v.get("delay_ms").and_then(Value::as_u64) {
                     s.delay_ms = d;
@@ -567,6 +572,7 @@ async fn main() {
             primary,
             term: 1,
             mode,
+            delay_min_ms: 0,
             delay_ms: 0,
             delay_prob: 0.0,
         }),

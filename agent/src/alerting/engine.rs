@@ -103,6 +103,8 @@ struct Active {
     severity: Severity,
     /// Monotonic time the condition became true (start of pending).
     active_since: f64,
+    /// The same as wall time, RFC 3339: the `startsAt` shown for an alert held back.
+    pending_since: String,
     /// Monotonic time the condition was last seen true.
     last_true: f64,
     /// Wall time the alert started firing, RFC 3339.
@@ -183,6 +185,7 @@ impl Engine {
                                 },
                                 severity: p.severity,
                                 active_since: now,
+                                pending_since: p.starts_at.clone(),
                                 last_true: now,
                                 firing_since: Some(p.starts_at),
                                 resolved: None,
@@ -234,6 +237,7 @@ impl Engine {
                                 candidate: c,
                                 severity: rule.severity,
                                 active_since: now,
+                                pending_since: wall_text.clone(),
                                 last_true: now,
                                 firing_since: None,
                                 resolved: None,
@@ -351,7 +355,7 @@ impl Engine {
                     && inh
                         .equal
                         .iter()
-                        .all(|l| k.1.get(*l).is_some() && k.1.get(*l) == key.1.get(*l))
+                        .all(|l| k.1.contains_key(*l) && k.1.get(*l) == key.1.get(*l))
             });
             if hit {
                 out.push(inh.cause.to_string());
@@ -373,7 +377,7 @@ impl Engine {
             }
             let (state, since) = match &a.firing_since {
                 Some(s) => ("active", s.clone()),
-                None if !a.inhibited_by.is_empty() => ("suppressed", String::new()),
+                None if !a.inhibited_by.is_empty() => ("suppressed", a.pending_since.clone()),
                 None => continue,
             };
             let mut n = notice(&self.stamp, key.0, a, &since, None);
@@ -465,8 +469,8 @@ fn notice(stamp: &Stamp, name: &str, a: &Active, since: &str, ends: Option<Strin
     labels.insert("host".into(), stamp.host.clone());
     let mut annotations = BTreeMap::new();
     annotations.insert("summary".into(), a.candidate.summary.clone());
-    let when = if since.is_empty() {
-        "held back by a firing cause".to_string()
+    let when = if a.firing_since.is_none() {
+        format!("held back by its cause since {since}")
     } else {
         format!("firing since {since}")
     };

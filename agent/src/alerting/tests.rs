@@ -475,6 +475,8 @@ fn throttling_is_held_back_while_its_primary_is_unavailable() {
         .expect("held-back alert is listed");
     assert_eq!(held.status.state, "suppressed");
     assert_eq!(held.status.inhibited_by, [PRIMARY_UNAVAILABLE]);
+    assert!(!held.notice.starts_at.is_empty());
+    assert!(held.notice.annotations["description"].contains("held back"));
     // The primary comes back; throttling persists: now it may fire.
     let mut fired = false;
     for t in (130..=200).step_by(10) {
