@@ -367,4 +367,44 @@ fn every_panel_query_returns_data_from_a_real_agent() {
         failed.join("\n"),
         tail.join("\n")
     );
+
+    // Beyond "not empty": a few panels show what the scenario did.
+    let panel = |file: &str, title: &str| -> &PanelQuery {
+        queries
+            .iter()
+            .find(|q| q.at.starts_with(&format!("{file} panel '{title}'")))
+            .unwrap_or_else(|| panic!("no panel {title:?} in {file}"))
+    };
+    let series = |q: &PanelQuery| instant(&prom, &q.promql).unwrap();
+    let value = |s: &Value| s["value"][1].as_str().unwrap().parse::<f64>().unwrap();
+
+    let firing = series(panel("lookout-fleet.json", "Firing alerts"));
+    assert!(
+        firing
+            .iter()
+            .any(|s| s["metric"]["alertname"] == "ThreadCountAboveExpected"),
+        "the firing alert is not in the fleet's alert table: {firing:?}"
+    );
+    let ratio = series(panel(
+        "lookout-fleet.json",
+        "Service threads / expected max (worst 10)",
+    ));
+    let busy = ratio
+        .iter()
+        .find(|s| s["metric"]["service"] == "busy")
+        .unwrap_or_else(|| panic!("busy not among the worst thread ratios: {ratio:?}"));
+    assert_eq!(
+        value(busy),
+        13.0 / 4.0,
+        "busy: 12 parked + main thread over 4"
+    );
+    let primary = series(panel("lookout-trackers.json", "Primary known"));
+    let known = |svc: &str| {
+        primary
+            .iter()
+            .find(|s| s["metric"]["service"] == svc)
+            .map(value)
+    };
+    assert_eq!(known("configsvc"), Some(1.0), "{primary:?}");
+    assert_eq!(known("ghost"), Some(0.0), "{primary:?}");
 }
