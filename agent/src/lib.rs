@@ -14,4 +14,5 @@ pub mod http;
 pub mod probes;
 pub mod series;
 pub mod telemetry;
+pub mod timeout;
 pub mod tracker;

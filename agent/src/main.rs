@@ -4,6 +4,7 @@
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use lookout_agent::config::Config;
+use lookout_agent::timeout::{DiagnoseOptions, SampleError};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -29,6 +30,26 @@ enum Command {
     },
     /// Validate a config file; prints PATH:LINE:COL: message and exits 2 when it is bad.
     CheckConfig { path: PathBuf },
+    /// One-shot timeout-bug / hang diagnosis of a running process (needs CAP_SYS_PTRACE).
+    Diagnose {
+        /// The process to look at.
+        pid: i32,
+        /// How long to watch it.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Print the JSON object of the CONTRACT instead of the report for people.
+        #[arg(long)]
+        json: bool,
+        /// A wait on another party longer than this, with no timeout, is a hang.
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        hang_threshold: std::time::Duration,
+        /// A finite timeout above this on a wait for another party is too large.
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        max_timeout: std::time::Duration,
+        /// Samples per second.
+        #[arg(long, default_value_t = 20.0, hide = true)]
+        hz: f64,
+    },
     /// Print version and build information.
     Version,
     /// Score every CSV (timestamp,value) under --data with the anomaly detector, offline and
@@ -51,6 +72,10 @@ enum Command {
         #[arg(long, default_value = "lookout")]
         detector: lookout_detectors::anomaly::Method,
     },
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 30s, 500ms, 2m)"))
 }
 
 fn main() -> ExitCode {
@@ -98,6 +123,23 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Diagnose {
+            pid,
+            seconds,
+            json,
+            hang_threshold,
+            max_timeout,
+            hz,
+        } => diagnose(
+            DiagnoseOptions {
+                pid,
+                seconds,
+                hz,
+                hang_threshold: hang_threshold.as_secs_f64(),
+                max_timeout: max_timeout.as_secs_f64(),
+            },
+            json,
+        ),
         Command::CheckConfig { path } => match Config::load(&path) {
             Ok(c) => {
                 println!(
@@ -134,6 +176,31 @@ fn main() -> ExitCode {
                     ExitCode::from(1)
                 }
             }
+        }
+    }
+}
+
+fn diagnose(opts: DiagnoseOptions, json: bool) -> ExitCode {
+    if !(opts.seconds.is_finite() && opts.seconds > 0.0 && opts.seconds <= 3600.0) {
+        eprintln!("lookout: --seconds must be between 0 and 3600");
+        return ExitCode::from(2);
+    }
+    match lookout_agent::timeout::diagnose(&opts) {
+        Ok(report) => {
+            if json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.human());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e @ (SampleError::PermissionDenied(_) | SampleError::NoProcess(_))) => {
+            eprintln!("lookout: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("lookout: {e}");
+            ExitCode::from(1)
         }
     }
 }

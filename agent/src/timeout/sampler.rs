@@ -1,0 +1,324 @@
+//! The sampler of one process: each tick, every thread's `schedstat` and — only when the
+//! thread has run since the last tick — its `syscall` line, decoded. Files stay open between
+//! ticks and are re-read with `pread` at offset 0 (seq_file regenerates them), so a parked
+//! thread costs one small read per tick. Threads are re-listed once a second.
+
+use super::decode::{Decoder, Line, parse_line};
+use super::target::{self, TcpTable};
+use lookout_detectors::timeout::{
+    Call, Party, ProcessSample, ThreadSample, ThreadState, Timeout, waits_on_other_party,
+};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::ErrorKind;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::FileExt;
+use thiserror::Error;
+
+/// How often the thread list is re-read.
+const RESCAN_SECONDS: f64 = 1.0;
+
+#[derive(Debug, Error)]
+pub enum SampleError {
+    #[error("no process with pid {0}")]
+    NoProcess(i32),
+    #[error(
+        "cannot read the threads of pid {0}: permission denied; lookout needs CAP_SYS_PTRACE \
+         (or root) to read /proc/PID/task/TID/syscall"
+    )]
+    PermissionDenied(i32),
+    #[error("cannot read /proc/{0}: {1}")]
+    Io(i32, std::io::Error),
+}
+
+struct ThreadFiles {
+    syscall: File,
+    schedstat: File,
+    comm: String,
+    /// (run time ns, times scheduled in) at the last tick.
+    last_sched: Option<(u64, u64)>,
+    last: Option<ThreadSample>,
+}
+
+/// Samples one process. Never stops or attaches to it.
+pub struct ProcessSampler {
+    pid: i32,
+    pidfd: Option<OwnedFd>,
+    threads: HashMap<i32, ThreadFiles>,
+    names: HashMap<i32, String>,
+    last_scan: f64,
+    sockopt_cache: HashMap<(u64, bool), Timeout>,
+    buf: Vec<u8>,
+    /// CLOCK_MONOTONIC minus the scheduler clock of `sched` files (they drift apart by
+    /// seconds on some machines), measured on our own running thread.
+    sched_offset: f64,
+    /// When the process started, on CLOCK_MONOTONIC: no call of it began earlier.
+    started: f64,
+}
+
+impl ProcessSampler {
+    /// Open the process; fails with [`SampleError::PermissionDenied`] when the rights to read
+    /// its threads are missing.
+    pub fn new(pid: i32) -> Result<Self, SampleError> {
+        let mut s = Self {
+            pid,
+            pidfd: target::pidfd_open(pid),
+            threads: HashMap::new(),
+            names: HashMap::new(),
+            last_scan: f64::NEG_INFINITY,
+            sockopt_cache: HashMap::new(),
+            buf: vec![0u8; 512],
+            sched_offset: 0.0,
+            started: process_start_monotonic(pid).unwrap_or(f64::NEG_INFINITY),
+        };
+        s.rescan(now())?;
+        // Prove the rights on the main thread now rather than at the first tick.
+        let path = format!("/proc/{pid}/task/{pid}/syscall");
+        let mut b = [0u8; 256];
+        match File::open(&path).and_then(|f| f.read_at(&mut b, 0)) {
+            Ok(_) => Ok(s),
+            Err(e) => Err(classify_error(pid, e)),
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// A thread's command name as of now (it changes on exec and prctl).
+    pub fn thread_name(&self, tid: i32) -> Option<String> {
+        std::fs::read_to_string(format!("/proc/{}/task/{tid}/comm", self.pid))
+            .ok()
+            .map(|s| s.trim().to_string())
+    }
+
+    /// The process's command name.
+    pub fn process_name(&self) -> String {
+        std::fs::read_to_string(format!("/proc/{}/comm", self.pid))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    }
+
+    fn rescan(&mut self, at: f64) -> Result<(), SampleError> {
+        let dir = format!("/proc/{}/task", self.pid);
+        let entries = std::fs::read_dir(&dir).map_err(|e| classify_error(self.pid, e))?;
+        let mut seen = Vec::new();
+        for e in entries.flatten() {
+            let Some(tid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            seen.push(tid);
+            if self.threads.contains_key(&tid) {
+                continue;
+            }
+            let base = format!("{dir}/{tid}");
+            let (syscall, schedstat) = match (
+                File::open(format!("{base}/syscall")),
+                File::open(format!("{base}/schedstat")),
+            ) {
+                (Ok(a), Ok(b)) => (a, b),
+                (Err(e), _) | (_, Err(e)) => {
+                    if matches!(e.kind(), ErrorKind::PermissionDenied) {
+                        return Err(SampleError::PermissionDenied(self.pid));
+                    }
+                    continue; // the thread exited meanwhile
+                }
+            };
+            let comm = std::fs::read_to_string(format!("{base}/comm"))
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default();
+            self.names.insert(tid, comm.clone());
+            self.threads.insert(
+                tid,
+                ThreadFiles {
+                    syscall,
+                    schedstat,
+                    comm,
+                    last_sched: None,
+                    last: None,
+                },
+            );
+        }
+        self.threads.retain(|tid, _| seen.contains(tid));
+        self.names.retain(|tid, _| seen.contains(tid));
+        self.last_scan = at;
+        if let Some(offset) = sched_clock_offset() {
+            self.sched_offset = offset;
+        }
+        Ok(())
+    }
+
+    /// Number of threads followed.
+    pub fn thread_count(&self) -> usize {
+        self.threads.len()
+    }
+
+    /// One sample of every thread.
+    pub fn sample(&mut self) -> Result<ProcessSample, SampleError> {
+        let at = now();
+        if at - self.last_scan >= RESCAN_SECONDS {
+            self.rescan(at)?;
+        }
+        let mut tcp: Option<TcpTable> = None;
+        let mut out = Vec::with_capacity(self.threads.len());
+        let mut gone = Vec::new();
+        let pid = self.pid;
+        let names = &self.names;
+        for (tid, tf) in self.threads.iter_mut() {
+            let Some(sched) = read_schedstat(&tf.schedstat, &mut self.buf) else {
+                gone.push(*tid);
+                continue;
+            };
+            // Not scheduled since the last tick: still in the same call, nothing to re-read.
+            if tf.last_sched == Some(sched)
+                && let Some(last) = &tf.last
+                && last.state != ThreadState::Running
+            {
+                out.push(last.clone());
+                continue;
+            }
+            tf.last_sched = Some(sched);
+            let line = match tf.syscall.read_at(&mut self.buf, 0) {
+                Ok(n) => std::str::from_utf8(&self.buf[..n])
+                    .ok()
+                    .and_then(parse_line),
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)) => {
+                    return Err(SampleError::PermissionDenied(pid));
+                }
+                Err(_) => {
+                    gone.push(*tid);
+                    continue;
+                }
+            };
+            let line = line.unwrap_or(Line::Outside);
+            let mut decoder = Decoder {
+                pid,
+                pidfd: self.pidfd.as_ref(),
+                tcp: &mut tcp,
+                sockopt_cache: &mut self.sockopt_cache,
+                thread_names: names,
+                info_budget: super::decode::SOCKET_INFO_BUDGET,
+            };
+            let decoded = decoder.decode(&line);
+            let mut state = decoded.state;
+            let mut blocked_since = None;
+            let mut io = None;
+            if let ThreadState::Blocked(call) = &mut state {
+                let on_party = waits_on_other_party(call).is_some();
+                if on_party || decoded.deadline_remaining {
+                    blocked_since = exec_start(&format!("/proc/{pid}/task/{tid}/sched"))
+                        .filter(|s| *s > 0.0)
+                        .map(|s| (s + self.sched_offset).max(self.started))
+                        .filter(|s| *s <= at);
+                }
+                if decoded.deadline_remaining
+                    && let (Timeout::Finite(rem), Some(since)) = (call.timeout, blocked_since)
+                {
+                    call.timeout = Timeout::Finite(round_ms(rem + (at - since)));
+                }
+                if on_party || has_socket(call) {
+                    io = read_io(pid, *tid);
+                }
+            } else {
+                io = read_io(pid, *tid);
+            }
+            let sample = ThreadSample {
+                tid: *tid,
+                comm: tf.comm.clone(),
+                state,
+                wakeups: sched.1,
+                blocked_since,
+                io,
+            };
+            tf.last = Some(sample.clone());
+            out.push(sample);
+        }
+        for tid in gone {
+            self.threads.remove(&tid);
+        }
+        if out.is_empty() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            return Err(SampleError::NoProcess(pid));
+        }
+        out.sort_by_key(|t| t.tid);
+        Ok(ProcessSample { at, threads: out })
+    }
+}
+
+fn has_socket(call: &Call) -> bool {
+    call.parties
+        .iter()
+        .any(|p| matches!(p, Party::Socket { .. }))
+}
+
+fn round_ms(s: f64) -> f64 {
+    (s * 1000.0).round() / 1000.0
+}
+
+fn classify_error(pid: i32, e: std::io::Error) -> SampleError {
+    match e.kind() {
+        ErrorKind::NotFound => SampleError::NoProcess(pid),
+        ErrorKind::PermissionDenied => SampleError::PermissionDenied(pid),
+        _ if e.raw_os_error() == Some(libc::ESRCH) => SampleError::NoProcess(pid),
+        _ => SampleError::Io(pid, e),
+    }
+}
+
+/// (run time ns, times scheduled in) from `schedstat`: "run_ns wait_ns timeslices".
+fn read_schedstat(f: &File, buf: &mut [u8]) -> Option<(u64, u64)> {
+    let n = f.read_at(buf, 0).ok()?;
+    let text = std::str::from_utf8(&buf[..n]).ok()?;
+    let mut it = text.split_whitespace();
+    let run = it.next()?.parse().ok()?;
+    let _wait = it.next()?;
+    let slices = it.next()?.parse().ok()?;
+    Some((run, slices))
+}
+
+/// When the thread last started running, on the scheduler clock (≈ CLOCK_MONOTONIC): for a
+/// sleeping thread, about when its current call began. From `sched` (`se.exec_start`, ms).
+fn exec_start(path: &str) -> Option<f64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let line = text.lines().find(|l| l.starts_with("se.exec_start"))?;
+    let ms: f64 = line.split(':').nth(1)?.trim().parse().ok()?;
+    Some(ms / 1000.0)
+}
+
+/// CLOCK_MONOTONIC − scheduler clock: our own thread is running, so its `exec_start` is
+/// "now" on the scheduler clock.
+fn sched_clock_offset() -> Option<f64> {
+    let mono = now();
+    let own = exec_start("/proc/thread-self/sched")?;
+    Some(mono - own)
+}
+
+/// The process's start time on CLOCK_MONOTONIC (its stat starttime is on the boot clock).
+fn process_start_monotonic(pid: i32) -> Option<f64> {
+    let ticks = crate::probes::procinfo::start_ticks(pid)?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz <= 0 {
+        return None;
+    }
+    let age = crate::probes::procinfo::boot_clock_secs() - ticks as f64 / hz as f64;
+    Some(now() - age.max(0.0))
+}
+
+/// (rchar, wchar) of one thread.
+fn read_io(pid: i32, tid: i32) -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/io")).ok()?;
+    let mut r = None;
+    let mut w = None;
+    for l in text.lines() {
+        if let Some(v) = l.strip_prefix("rchar:") {
+            r = v.trim().parse().ok();
+        } else if let Some(v) = l.strip_prefix("wchar:") {
+            w = v.trim().parse().ok();
+        }
+    }
+    Some((r?, w?))
+}
+
+/// Seconds on CLOCK_MONOTONIC, the clock of every sample.
+pub fn now() -> f64 {
+    target::clock_secs(libc::CLOCK_MONOTONIC)
+}

@@ -1,0 +1,467 @@
+//! Per-process online detector: follows each thread's stall on another party across samples
+//! and classifies it into the CONTRACT verdicts.
+
+use super::client_bytes;
+use super::{
+    Baseline, Call, Party, ProcessSample, ThreadState, Timeout, Verdict, client_inodes,
+    format_seconds, waits_on_other_party,
+};
+use serde::Serialize;
+use std::collections::{BTreeSet, HashMap};
+
+fn held_by_parked(call: &Call, parked: &BTreeSet<i32>) -> bool {
+    call.parties
+        .iter()
+        .any(|p| matches!(p, Party::Lock { holder_tid: Some(h), .. } if parked.contains(h)))
+}
+
+/// Thresholds of the classification.
+#[derive(Clone, Debug)]
+pub struct DetectorConfig {
+    /// Seconds a wait on another party may last before it is a hang (missing timeout).
+    pub hang_threshold: f64,
+    /// A finite timeout above this many seconds on a wait for another party is too large.
+    pub max_timeout: f64,
+    /// Attempts (first one included) at the same peer, with nothing read back, that make a
+    /// retry loop with a too-small timeout.
+    pub min_attempts: u32,
+    /// How long a thread may be seen doing something else (sleeping between retries, writing
+    /// the next request) before its stall is considered over.
+    pub gap_tolerance: f64,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        Self {
+            hang_threshold: 30.0,
+            max_timeout: 60.0,
+            min_attempts: 3,
+            gap_tolerance: 2.0,
+        }
+    }
+}
+
+/// One thread classified as a suspect.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Suspect {
+    pub verdict: Verdict,
+    pub tid: i32,
+    pub comm: String,
+    pub syscall: String,
+    pub timeout: Timeout,
+    /// How long the thread has been stuck on this party.
+    pub blocked_seconds: f64,
+    /// The other party: `ip:port`, or the lock and its holder.
+    pub peer: String,
+    /// Attempts at the peer seen during the stall (1 = no retry).
+    pub attempts: u32,
+    /// Why it matters, in one or two sentences.
+    pub detail: String,
+    /// What to do about it.
+    pub advice: String,
+}
+
+/// A thread waiting on one party with no read progress.
+#[derive(Clone, Debug)]
+struct Stall {
+    key: String,
+    since: f64,
+    /// Sample time at which the thread was last seen waiting on `key`.
+    last_waiting_at: f64,
+    last_io: Option<(u64, u64)>,
+    last_inodes: Vec<u64>,
+    connections: BTreeSet<u64>,
+    /// Per connection: (first seen, last seen, its timeout) while waited on, to tell an
+    /// attempt that ran into its timeout from one that was answered at once.
+    spans: HashMap<u64, (f64, f64, Option<f64>)>,
+    /// Per connection: (bytes received, bytes sent) last seen.
+    bytes: HashMap<u64, (u64, u64)>,
+    resends: u32,
+    last_wakeups: u64,
+    /// The latest call on the party.
+    call: Call,
+    /// The first call, which keys the baseline.
+    first_syscall: String,
+    first_site: u64,
+    any_infinite: bool,
+    max_finite: Option<f64>,
+}
+
+impl Stall {
+    fn start(
+        key: String,
+        call: &Call,
+        since: f64,
+        at: f64,
+        io: Option<(u64, u64)>,
+        wk: u64,
+    ) -> Self {
+        let inodes = client_inodes(call);
+        let mut s = Self {
+            key,
+            since,
+            last_waiting_at: at,
+            last_io: io,
+            connections: inodes.iter().copied().collect(),
+            last_inodes: inodes,
+            spans: HashMap::new(),
+            bytes: HashMap::new(),
+            resends: 0,
+            last_wakeups: wk,
+            call: call.clone(),
+            first_syscall: call.syscall.clone(),
+            first_site: call.site,
+            any_infinite: false,
+            max_finite: None,
+        };
+        s.note_timeout(&call.timeout);
+        s.note_call(call, at);
+        s
+    }
+
+    /// Record the connections of a call seen waiting at `at`.
+    fn note_call(&mut self, call: &Call, at: f64) {
+        let timeout = match call.timeout {
+            Timeout::Finite(t) => Some(t),
+            _ => None,
+        };
+        for inode in client_inodes(call) {
+            let span = self.spans.entry(inode).or_insert((at, at, timeout));
+            span.1 = at;
+            span.2 = timeout;
+        }
+        if self.spans.len() > 1024 {
+            // Bounded: forget the oldest attempts.
+            let mut firsts: Vec<(f64, u64)> = self.spans.iter().map(|(k, v)| (v.0, *k)).collect();
+            firsts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            for (_, k) in firsts.into_iter().take(512) {
+                self.spans.remove(&k);
+            }
+        }
+        for (inode, rx, tx) in client_bytes(call) {
+            self.bytes.insert(inode, (rx, tx));
+        }
+    }
+
+    /// Bytes came back on a connection already seen, or the thread read something.
+    fn progress(&self, call: Option<&Call>, io: Option<(u64, u64)>) -> bool {
+        self.read_progress(io)
+            || call.is_some_and(|c| {
+                client_bytes(c)
+                    .iter()
+                    .any(|(i, rx, _)| self.bytes.get(i).is_some_and(|(rx0, _)| rx > rx0))
+            })
+    }
+
+    /// Data went out again on a connection already seen while nothing came back.
+    fn resent(&self, call: &Call) -> bool {
+        client_bytes(call).iter().any(|(i, rx, tx)| {
+            self.bytes
+                .get(i)
+                .is_some_and(|(rx0, tx0)| tx > tx0 && rx == rx0)
+        })
+    }
+
+    /// Attempts that waited about as long as their timeout: they ran into it.
+    fn expired_attempts(&self) -> u32 {
+        self.spans
+            .values()
+            .filter(|(first, last, t)| t.is_some_and(|t| last - first >= 0.4 * t && last > first))
+            .count() as u32
+    }
+
+    fn note_timeout(&mut self, t: &Timeout) {
+        match t {
+            Timeout::Finite(s) => self.max_finite = Some(self.max_finite.map_or(*s, |m| m.max(*s))),
+            Timeout::Infinite | Timeout::Unknown => self.any_infinite = true,
+        }
+    }
+
+    fn read_progress(&self, io: Option<(u64, u64)>) -> bool {
+        matches!((self.last_io, io), (Some((r0, _)), Some((r1, _))) if r1 > r0)
+    }
+
+    fn attempts(&self) -> u32 {
+        (self.connections.len().max(1) as u32).saturating_add(self.resends)
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+struct Track {
+    comm: String,
+    stall: Option<Stall>,
+}
+
+/// The detector of one process: feed it every sample with [`observe`](Self::observe), ask for
+/// the current [`suspects`](Self::suspects).
+#[derive(Clone, Debug)]
+pub struct ProcessDetector {
+    cfg: DetectorConfig,
+    baseline: Baseline,
+    threads: HashMap<i32, Track>,
+    last_at: f64,
+}
+
+impl ProcessDetector {
+    pub fn new(cfg: DetectorConfig) -> Self {
+        Self {
+            cfg,
+            baseline: Baseline::default(),
+            threads: HashMap::new(),
+            last_at: 0.0,
+        }
+    }
+
+    pub fn config(&self) -> &DetectorConfig {
+        &self.cfg
+    }
+
+    pub fn baseline(&self) -> &Baseline {
+        &self.baseline
+    }
+
+    /// Take one sample of the process into account.
+    pub fn observe(&mut self, sample: &ProcessSample) {
+        let at = sample.at;
+        self.last_at = at;
+        let present: BTreeSet<i32> = sample.threads.iter().map(|t| t.tid).collect();
+        self.threads.retain(|tid, _| present.contains(tid));
+        // Threads parked waiting for work: a mutex one of them holds is the idle-pool idiom
+        // (`Arc<Mutex<Receiver>>`, a worker holding the queue lock while it waits), not a hang.
+        let parked: BTreeSet<i32> = sample
+            .threads
+            .iter()
+            .filter(|t| match &t.state {
+                ThreadState::Blocked(call) => call.parties.iter().all(|p| *p == Party::Park),
+                _ => false,
+            })
+            .map(|t| t.tid)
+            .collect();
+        for t in &sample.threads {
+            let track = self.threads.entry(t.tid).or_default();
+            track.comm.clone_from(&t.comm);
+            let waiting = match &t.state {
+                ThreadState::Blocked(call) if !held_by_parked(call, &parked) => {
+                    waits_on_other_party(call).map(|k| (k, call))
+                }
+                _ => None,
+            };
+            match waiting {
+                Some((key, call)) => {
+                    let continues = track.stall.as_ref().is_some_and(|s| s.key == key);
+                    if continues {
+                        let stall = track.stall.as_mut().expect("checked above");
+                        if stall.progress(Some(call), t.io) {
+                            // Something came back: the previous wait ended well. Learn it and
+                            // start over from this call.
+                            self.baseline.observe_completed(
+                                &stall.first_syscall,
+                                stall.first_site,
+                                at - stall.since,
+                            );
+                            track.stall = Some(Stall::start(key, call, at, at, t.io, t.wakeups));
+                            continue;
+                        }
+                        let inodes = client_inodes(call);
+                        if !inodes.is_empty() && inodes != stall.last_inodes {
+                            stall.connections.extend(inodes.iter().copied());
+                            stall.last_inodes = inodes;
+                        }
+                        let wrote = matches!((stall.last_io, t.io), (Some((_, w0)), Some((_, w1))) if w1 > w0);
+                        if (wrote || stall.resent(call)) && stall.connections.len() <= 1 {
+                            // Data went out again on the same connection while nothing came
+                            // back: a re-sent request.
+                            stall.resends = stall.resends.saturating_add(1);
+                        }
+                        if t.io.is_some() {
+                            stall.last_io = t.io;
+                        }
+                        stall.last_wakeups = t.wakeups;
+                        stall.last_waiting_at = at;
+                        stall.note_timeout(&call.timeout);
+                        stall.note_call(call, at);
+                        stall.call = call.clone();
+                    } else {
+                        let since = t.blocked_since.filter(|s| *s <= at).unwrap_or(at);
+                        track.stall = Some(Stall::start(key, call, since, at, t.io, t.wakeups));
+                    }
+                }
+                None => {
+                    let Some(stall) = track.stall.as_mut() else {
+                        continue;
+                    };
+                    if stall.progress(None, t.io) {
+                        self.baseline.observe_completed(
+                            &stall.first_syscall,
+                            stall.first_site,
+                            at - stall.since,
+                        );
+                        track.stall = None;
+                    } else if at - stall.last_waiting_at > self.cfg.gap_tolerance {
+                        track.stall = None;
+                    } else if let (Some((_, w0)), Some((_, w1))) = (stall.last_io, t.io) {
+                        if w1 > w0 && stall.connections.len() <= 1 {
+                            stall.resends = stall.resends.saturating_add(1);
+                        }
+                        stall.last_io = t.io;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The threads classified as suspects at the last sample, worst first.
+    pub fn suspects(&self) -> Vec<Suspect> {
+        let now = self.last_at;
+        let mut out = Vec::new();
+        for (tid, track) in &self.threads {
+            let Some(stall) = &track.stall else { continue };
+            if let Some(s) = self.classify(*tid, &track.comm, stall, now) {
+                out.push(s);
+            }
+        }
+        out.sort_by(|a, b| {
+            b.verdict
+                .cmp(&a.verdict)
+                .then(b.blocked_seconds.total_cmp(&a.blocked_seconds))
+                .then(a.tid.cmp(&b.tid))
+        });
+        out
+    }
+
+    fn classify(&self, tid: i32, comm: &str, stall: &Stall, now: f64) -> Option<Suspect> {
+        let duration = (now - stall.since).max(0.0);
+        let attempts = stall.attempts();
+        let max = self.cfg.max_timeout;
+        let waiting_now = stall.last_waiting_at >= now;
+        let suspect =
+            |verdict: Verdict, timeout: Timeout, detail: String, advice: String| Suspect {
+                verdict,
+                tid,
+                comm: comm.to_string(),
+                syscall: stall.call.syscall.clone(),
+                timeout,
+                blocked_seconds: duration,
+                peer: stall.key.clone(),
+                attempts,
+                detail,
+                advice,
+            };
+        // Retry loop: several attempts at the same peer, each with a short finite timeout,
+        // nothing read back.
+        let expired = stall.expired_attempts().max(stall.resends);
+        if attempts >= self.cfg.min_attempts
+            && expired >= self.cfg.min_attempts
+            && !stall.any_infinite
+            && let Some(t) = stall.max_finite
+            && t <= max
+        {
+            return Some(suspect(
+                Verdict::TooSmallTimeout,
+                Timeout::Finite(t),
+                format!(
+                    "{attempts} attempts at {} in {:.1} s, each given {} s, and nothing came back: \
+                     the timeout is shorter than the peer takes to answer, so every attempt is \
+                     wasted and adds load on a peer that is already slow",
+                    stall.key,
+                    duration,
+                    format_seconds(t)
+                ),
+                "raise this timeout above the peer's normal response time (check its latency), \
+                 and retry with exponential backoff and a retry budget"
+                    .into(),
+            ));
+        }
+        if !waiting_now {
+            return None;
+        }
+        let threshold = self.baseline.hang_threshold(
+            &stall.first_syscall,
+            stall.first_site,
+            self.cfg.hang_threshold,
+        );
+        if duration < threshold {
+            return None;
+        }
+        let is_lock = stall.key.contains(" held by ");
+        let what = if is_lock {
+            "the lock holder lets go"
+        } else {
+            "the peer answers"
+        };
+        match stall.call.timeout {
+            Timeout::Infinite | Timeout::Unknown => Some(suspect(
+                Verdict::MissingTimeout,
+                stall.call.timeout,
+                format!(
+                    "blocked {:.0} s in {} on {} with no timeout: it waits until {what}, \
+                     which may be never{}",
+                    duration,
+                    stall.call.syscall,
+                    stall.key,
+                    if is_lock {
+                        ""
+                    } else {
+                        " (the kernel gives up on a connect after ~2 min, on an idle connection never)"
+                    }
+                ),
+                if is_lock {
+                    "find why the holder does not release it (see its stack), and acquire with a \
+                     deadline (pthread_mutex_timedlock, try_lock_for, flock -w / LOCK_NB + retry)"
+                        .into()
+                } else {
+                    "check the peer; then give this call a timeout (socket SO_RCVTIMEO, poll \
+                     timeout, the client library's read/connect timeout) and handle its expiry"
+                        .into()
+                },
+            )),
+            Timeout::Finite(t) if t > max => Some(suspect(
+                Verdict::TooLargeTimeout,
+                stall.call.timeout,
+                format!(
+                    "blocked {:.0} s in {} on {} with a {} s timeout, above the {} s maximum: \
+                     callers give up long before it fires, and the thread is held meanwhile",
+                    duration,
+                    stall.call.syscall,
+                    stall.key,
+                    format_seconds(t),
+                    format_seconds(max)
+                ),
+                format!(
+                    "check the peer; lower this timeout to what the caller can wait (at most {} s) \
+                     and fail fast",
+                    format_seconds(max)
+                ),
+            )),
+            // A finite short wait that has been re-armed past its own timeout with nothing
+            // read: the program has no overall deadline on this party.
+            // Only on one connection: a client opening connection after connection to the
+            // same peer is busy, not stuck.
+            Timeout::Finite(t) if duration > t * 1.5 && stall.connections.len() <= 1 => Some(suspect(
+                Verdict::MissingTimeout,
+                Timeout::Infinite,
+                format!(
+                    "stuck {:.0} s on {}: {} wakes every {} s and waits again, nothing arrives \
+                     and no overall deadline ends it",
+                    duration,
+                    stall.key,
+                    stall.call.syscall,
+                    format_seconds(t)
+                ),
+                "check the peer; then give the whole request a deadline (e.g. curl --max-time, a \
+                 client library's total/read timeout) and handle its expiry"
+                    .into(),
+            )),
+            Timeout::Finite(_) => None,
+        }
+    }
+
+    /// The process verdict: the worst of its suspects.
+    pub fn verdict_of(suspects: &[Suspect]) -> Verdict {
+        suspects
+            .iter()
+            .map(|s| s.verdict)
+            .max()
+            .unwrap_or(Verdict::Ok)
+    }
+}
