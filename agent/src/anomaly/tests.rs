@@ -26,9 +26,9 @@ fn scores_every_series_and_raises_one_event_for_a_host_wide_jump() {
     let keys: Vec<SeriesKey> = (0..10)
         .map(|i| SeriesKey::new("test_metric", &[("n", &i.to_string())]))
         .collect();
-    // Quiet noise (deterministic), long enough to train.
+    // Quiet noise (deterministic), long enough for mature models (256 samples).
     let noise = |i: usize, t: usize| (((i * 31 + t * 17) % 23) as f64) / 23.0;
-    for t in 0..200 {
+    for t in 0..400 {
         let vals: Vec<_> = keys
             .iter()
             .enumerate()
@@ -40,7 +40,7 @@ fn scores_every_series_and_raises_one_event_for_a_host_wide_jump() {
     assert!(!scorer.event_active());
     assert_eq!(ctx.series.latest_of(EVENT)[0].1, 0.0);
     // Half of the series jump far out of their range.
-    for t in 200..210 {
+    for t in 400..410 {
         let vals: Vec<_> = keys
             .iter()
             .enumerate()
@@ -70,7 +70,7 @@ fn scores_every_series_and_raises_one_event_for_a_host_wide_jump() {
     }
     // The new level becomes normal: the event ends (after the hold and the off period) and
     // does not restart.
-    for t in 210..400 {
+    for t in 410..600 {
         let vals: Vec<_> = keys
             .iter()
             .enumerate()
