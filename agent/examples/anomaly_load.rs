@@ -31,9 +31,12 @@ fn main() {
     let mut trainings = 0;
     for t in 0..ticks {
         for (i, k) in keys.iter().enumerate() {
-            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
             let noise = (state >> 40) as f64 / (1u64 << 24) as f64;
-            ctx.series.record(k, 50.0 + 10.0 * ((t + i) as f64 / 60.0).sin() + noise);
+            ctx.series
+                .record(k, 50.0 + 10.0 * ((t + i) as f64 / 60.0).sin() + noise);
         }
         let jobs = scorer.tick();
         trainings += jobs.len();
