@@ -57,7 +57,7 @@ fn bench(c: &mut Criterion) {
         });
         g.finish();
         let mut g = c.benchmark_group(format!("train/{}", method.name()));
-        g.bench_function("one_series_512_samples", |b| {
+        g.bench_function("one_series_full_history", |b| {
             let mut d = d.clone();
             b.iter(|| black_box(d.training_job().run()))
         });

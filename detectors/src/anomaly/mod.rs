@@ -20,9 +20,9 @@
 //!   3-point-smoothed first differences, several models on successive windows that must all
 //!   agree.
 //!
-//! Memory bound per series (see [`Detector::memory_bytes`]): the history ring of
-//! [`HISTORY`] f32 values (2 KiB) plus the model (≤ 200 bytes), the novelty memory
-//! (≤ 400 bytes) and fixed state: about 2.8 KiB for `Lookout`, about 2.6 KiB for `Netdata`
+//! Memory bound per series (see [`Detector::memory_bytes`], checked by a unit test): the
+//! history ring of [`HISTORY`] f32 values (3 KiB) plus the model (≤ 250 bytes), the novelty
+//! memory (~220 bytes) and fixed state: 3,864 bytes for `Lookout`, 3,768 bytes for `Netdata`
 //! with its 4 models — both under the 8 KiB target.
 
 pub mod lookout;
