@@ -1,4 +1,4 @@
-//! The lookout detector's model: three deviations of a sample, each normalised by the largest
+//! The lookout detector's model: four deviations of a sample, each normalised by the largest
 //! of its kind in the training window (so 1.0 = "as unusual as the worst of the last
 //! [`HISTORY`](super::HISTORY) samples"):
 //!
@@ -6,11 +6,16 @@
 //! * jump: the absolute first difference (spikes and steps);
 //! * shape: distance of the last six 3-point-smoothed differences (scaled by the mean absolute
 //!   difference) to the nearest of k = 4 k-means centres fitted with linfa (changes of
-//!   behaviour: a cycle that stops, noise that changes character, a flat line in a busy series).
+//!   behaviour: a cycle that stops, noise that changes character, a flat line in a busy series);
+//! * season: |x_t − x_{t−P}| when the history has a dominant period P (found by
+//!   autocorrelation at training; e.g. the daily wave of 5-minute data), so a value that is
+//!   normal for the series but wrong for the time of the cycle stands out.
 //!
-//! Why k-means earns its place: level and jump alone miss changes of shape whose values stay
-//! in range (a daily wave that goes flat, noise that turns periodic); the centres describe the
-//! series' normal short-term motions, so a motion unlike all of them stands out.
+//! Whether k-means earns its place: level and jump miss changes of shape whose values stay in
+//! range; the centres describe the series' normal short-term motions. Measured on the NAB
+//! development corpus it is roughly neutral: without it the optimised standard score is 53.7
+//! instead of 52.6, but at the operating threshold (what pages) 43.0 instead of 44.5. Kept
+//! for the second reason; revisit with host-metric data.
 
 use super::netdata::LAGS;
 use linfa::DatasetBase;

@@ -9,9 +9,10 @@
 //! The offline evaluation does the same thing inline, so it scores exactly like the daemon.
 //!
 //! Two methods:
-//! * [`Method::Lookout`] (the default, [`lookout`]): the largest of three normalised
+//! * [`Method::Lookout`] (the default, [`lookout`]): the largest of four normalised
 //!   deviations (level against the recent median, first difference, shape of the last smoothed
-//!   differences against linfa k-means centres), each divided by the largest deviation of its
+//!   differences against linfa k-means centres, residual against one dominant period ago),
+//!   each divided by the largest deviation of its
 //!   kind in the training window, then divided by the largest deviation seen in the last ~48 h
 //!   ([`novelty`]): a sample is anomalous when it is beyond anything seen recently. Daily
 //!   jobs, level shifts that stay and slow cycles therefore stop scoring high after their
