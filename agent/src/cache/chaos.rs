@@ -69,8 +69,7 @@ impl ChaosBlob {
 
     /// Fail this fraction (0..1) of requests from now on.
     pub fn set_error_rate(&self, rate: f64) {
-        self.error_ppm
-            .store((rate.clamp(0.0, 1.0) * 1e6) as u64, O);
+        self.error_ppm.store((rate.clamp(0.0, 1.0) * 1e6) as u64, O);
     }
 
     /// Delay each request by up to `max`.
@@ -110,9 +109,7 @@ impl ChaosBlob {
         let ppm = self.error_ppm.load(O);
         if ppm > 0 && rand::random_range(0..1_000_000u64) < ppm {
             self.counters.errors_injected.fetch_add(1, O);
-            return Err(super::blob::BlobError::Unavailable(
-                "injected fault".into(),
-            ));
+            return Err(super::blob::BlobError::Unavailable("injected fault".into()));
         }
         Ok(())
     }
