@@ -75,7 +75,11 @@ async fn azure_protocol_conflicts_304_and_corrupt_data() {
         let t0 = t0.clone();
         writers.push(tokio::spawn(async move {
             store
-                .put(key, Bytes::from(format!("writer {i}")), PutCondition::Match(t0))
+                .put(
+                    key,
+                    Bytes::from(format!("writer {i}")),
+                    PutCondition::Match(t0),
+                )
                 .await
                 .unwrap()
         }));
@@ -118,7 +122,11 @@ async fn azure_protocol_conflicts_304_and_corrupt_data() {
             .all(|(c, _)| c.get().is_some_and(|s| s.version == 1))
     })
     .await;
-    assert_eq!(loads.load(Ordering::SeqCst), 1, "one source load for the fleet");
+    assert_eq!(
+        loads.load(Ordering::SeqCst),
+        1,
+        "one source load for the fleet"
+    );
     let before = chaos.stats();
     assert!(
         before.conflicts >= 1,
@@ -135,7 +143,10 @@ async fn azure_protocol_conflicts_304_and_corrupt_data() {
         assert_eq!(s.version, 1);
     }
     lat.sort();
-    println!("get_strong on the 304 path against Azurite: p50 {:?}, p90 {:?}", lat[25], lat[45]);
+    println!(
+        "get_strong on the 304 path against Azurite: p50 {:?}, p90 {:?}",
+        lat[25], lat[45]
+    );
 
     // A corrupt data object under a new manifest: rejected by hash, v1 stays, errors count.
     token.cancel();
@@ -172,8 +183,15 @@ async fn azure_protocol_conflicts_304_and_corrupt_data() {
         PutOutcome::Written(_)
     ));
     // A cache whose source is down (so it cannot repair), restarted on its local snapshot.
-    let failing = Source::Custom(Arc::new(|| Box::pin(async { Err("source down".to_string()) })));
-    let c = Cache::new(ctx0, opts("doc", &dirs[0].path().join("cache")), failing, store.clone());
+    let failing = Source::Custom(Arc::new(|| {
+        Box::pin(async { Err("source down".to_string()) })
+    }));
+    let c = Cache::new(
+        ctx0,
+        opts("doc", &dirs[0].path().join("cache")),
+        failing,
+        store.clone(),
+    );
     let token = tokio_util::sync::CancellationToken::new();
     tokio::spawn(c.clone().run(token.clone(), || {}));
     let corrupt = SeriesKey::new(

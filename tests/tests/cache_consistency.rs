@@ -99,9 +99,18 @@ async fn run_checker(inner: Arc<dyn BlobStore>) {
         hang_next: AtomicBool::new(false),
         hanging: AtomicUsize::new(NOBODY),
     });
-    let blobs: Vec<Arc<ChaosBlob>> = (0..SERVERS).map(|_| ChaosBlob::new(inner.clone())).collect();
+    let blobs: Vec<Arc<ChaosBlob>> = (0..SERVERS)
+        .map(|_| ChaosBlob::new(inner.clone()))
+        .collect();
     let servers: Vec<Arc<Mutex<Option<Server>>>> = (0..SERVERS)
-        .map(|i| Arc::new(Mutex::new(Some(start_server(i, &base, blobs[i].clone(), &world)))))
+        .map(|i| {
+            Arc::new(Mutex::new(Some(start_server(
+                i,
+                &base,
+                blobs[i].clone(),
+                &world,
+            ))))
+        })
         .collect();
     let reads = Arc::new(Mutex::new(Vec::<Read>::new()));
     let exempt = Arc::new(Mutex::new(Vec::<Exempt>::new()));
@@ -120,7 +129,7 @@ async fn run_checker(inner: Arc<dyn BlobStore>) {
                 n += 1;
                 let cache = slot.lock().unwrap().as_ref().map(|s| s.cache.clone());
                 if let Some(cache) = cache {
-                    let strong = n % 5 == 0;
+                    let strong = n.is_multiple_of(5);
                     let start = Instant::now();
                     let version = if strong {
                         cache.get_strong().await.ok().map(|s| s.version)
@@ -185,12 +194,15 @@ async fn run_checker(inner: Arc<dyn BlobStore>) {
             continue;
         }
         // Source errors: 5 % of loads during seconds 4..6.
-        world
-            .error_rate_ppm
-            .store(if (4..6).contains(&phase) { 50_000 } else { 0 }, Ordering::SeqCst);
+        world.error_rate_ppm.store(
+            if (4..6).contains(&phase) { 50_000 } else { 0 },
+            Ordering::SeqCst,
+        );
         // Kill whoever claims the refresh after second 8, mid-load, then restart it.
         if phase >= 8 && !killed_claimer {
-            if world.hanging.load(Ordering::SeqCst) == NOBODY && !world.hang_next.load(Ordering::SeqCst) {
+            if world.hanging.load(Ordering::SeqCst) == NOBODY
+                && !world.hang_next.load(Ordering::SeqCst)
+            {
                 world.hang_next.store(true, Ordering::SeqCst);
             }
             let victim = world.hanging.load(Ordering::SeqCst);
@@ -235,7 +247,8 @@ async fn run_checker(inner: Arc<dyn BlobStore>) {
     }
     let _ = writer.await;
     for s in &servers {
-        if let Some(s) = s.lock().unwrap().take() {
+        let taken = s.lock().unwrap().take();
+        if let Some(s) = taken {
             s.token.cancel();
             let _ = s.task.await;
         }
@@ -277,7 +290,10 @@ async fn run_checker(inner: Arc<dyn BlobStore>) {
     );
     verdict.assert_ok();
     assert!(killed_claimer, "the claimer-kill fault must have happened");
-    assert!(publications.len() >= 8, "the writer's changes must be published: {publications:?}");
+    assert!(
+        publications.len() >= 8,
+        "the writer's changes must be published: {publications:?}"
+    );
     assert!(verdict.freshness_checked > 100 && verdict.strong_reads > 100);
     assert!(
         loads as f64 / intervals <= 1.2,

@@ -179,10 +179,9 @@ impl BlobStore for LocalDirBlob {
             let path = self.path(key)?;
             let key_owned = key.to_string();
             blocking(move || {
-                let _lock = match cond {
-                    PutCondition::Overwrite => None,
-                    _ => Some(FileLock::acquire(&path.with_extension("lock"))?),
-                };
+                // Unconditional writes take the lock too, so that they cannot slip between
+                // a compare-and-swap's compare and its rename.
+                let _lock = FileLock::acquire(&path.with_extension("lock"))?;
                 let current = match &cond {
                     PutCondition::Overwrite => None,
                     _ => read_tagged(&path, u64::MAX, &key_owned)?,

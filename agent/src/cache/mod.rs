@@ -150,6 +150,8 @@ struct Metrics {
     errors: Counter<u64>,
     refresh: Histogram<f64>,
     totals: Mutex<HashMap<(&'static str, &'static str), u64>>,
+    /// The latest duration of each refresh phase, for benches and troubleshooting.
+    last_phase: Mutex<HashMap<&'static str, Duration>>,
     last_finding: Mutex<HashMap<&'static str, Instant>>,
 }
 
@@ -196,6 +198,7 @@ impl Metrics {
                 .with_boundaries(crate::telemetry::LATENCY_BUCKETS.to_vec())
                 .build(),
             totals: Mutex::new(HashMap::new()),
+            last_phase: Mutex::new(HashMap::new()),
             last_finding: Mutex::new(HashMap::new()),
         }
     }
@@ -455,9 +458,25 @@ impl Cache {
         true
     }
 
+    /// The latest duration of each refresh phase this instance ran (`check`, `fetch`,
+    /// `source`, `publish`).
+    pub fn last_phase_durations(&self) -> HashMap<&'static str, Duration> {
+        self.metrics
+            .last_phase
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     fn observe_phase(&self, phase: &'static str, since: Instant) {
+        let took = since.elapsed();
+        self.metrics
+            .last_phase
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(phase, took);
         self.metrics.refresh.record(
-            since.elapsed().as_secs_f64(),
+            took.as_secs_f64(),
             &[
                 KeyValue::new("cache", self.opts.name.clone()),
                 KeyValue::new("phase", phase),

@@ -21,6 +21,9 @@ use ndarray::Array2;
 /// Score at or above which a sample is anomalous: n = 2, i.e. twice beyond the largest
 /// deviation of the training window and of the last ~48 h.
 pub const OPERATING_THRESHOLD: f64 = 0.8;
+/// Samples of training history after which a model's deviations are remembered by the
+/// novelty memory.
+pub const MATURE: usize = 256;
 /// Clusters of short-term motion.
 pub const CLUSTERS: usize = 4;
 
@@ -36,6 +39,8 @@ pub struct LookoutModel {
     /// The dominant period in samples (daily wave in 5-minute data, ...), if any, and the
     /// largest seasonal residual |x_t − x_{t−period}| of the training window.
     period: Option<(usize, f32)>,
+    /// Samples it was trained on.
+    trained_on: usize,
 }
 
 impl LookoutModel {
@@ -63,6 +68,11 @@ impl LookoutModel {
             e = e.max(d2.sqrt() / self.shape_scale);
         }
         e
+    }
+
+    /// Trained on enough history for its deviations to be remembered as normal.
+    pub fn mature(&self) -> bool {
+        self.trained_on >= MATURE
     }
 
     pub fn heap_bytes(&self) -> usize {
@@ -115,6 +125,7 @@ pub fn train(history: &[f32]) -> LookoutModel {
         centres: Vec::new(),
         shape_scale: 1.0,
         period: None,
+        trained_on: history.len(),
     };
     if let Some(p) = dominant_period(history) {
         let residual = history[p..]

@@ -190,7 +190,7 @@ impl Detector {
                     let newest = history.len() - 1;
                     let ago = |lag: usize| newest.checked_sub(lag).map(|i| history[i]);
                     let e = m.deviation(x, diff, shape, ago);
-                    self.novelty.score(t, e)
+                    self.novelty.score(t, e, m.mature())
                 }
                 None => 0.0,
             },

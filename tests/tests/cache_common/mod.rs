@@ -97,20 +97,27 @@ impl Azurite {
         let key = base64::engine::general_purpose::STANDARD
             .decode(AZURITE_KEY)
             .unwrap();
-        let sig = base64::engine::general_purpose::STANDARD.encode(hmac_sha256(&key, to_sign.as_bytes()));
+        let sig =
+            base64::engine::general_purpose::STANDARD.encode(hmac_sha256(&key, to_sign.as_bytes()));
         let url = format!("{}/{name}?restype=container", self.endpoint());
         let status = lookout_e2e::client()
-                .put(&url)
-                .header("x-ms-date", &date)
-                .header("x-ms-version", version)
-                .header("content-length", "0")
-                .header("authorization", format!("SharedKey {AZURITE_ACCOUNT}:{sig}"))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16();
-        assert!(status == 201 || status == 409, "create container {name}: HTTP {status}");
+            .put(&url)
+            .header("x-ms-date", &date)
+            .header("x-ms-version", version)
+            .header("content-length", "0")
+            .header(
+                "authorization",
+                format!("SharedKey {AZURITE_ACCOUNT}:{sig}"),
+            )
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        assert!(
+            status == 201 || status == 409,
+            "create container {name}: HTTP {status}"
+        );
     }
 }
 
@@ -132,7 +139,10 @@ fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
     }
     let ipad: Vec<u8> = k.iter().map(|b| b ^ 0x36).collect();
     let opad: Vec<u8> = k.iter().map(|b| b ^ 0x5c).collect();
-    let inner = Sha256::new().chain_update(&ipad).chain_update(msg).finalize();
+    let inner = Sha256::new()
+        .chain_update(&ipad)
+        .chain_update(msg)
+        .finalize();
     Sha256::new()
         .chain_update(&opad)
         .chain_update(inner)
@@ -309,12 +319,41 @@ fn checker_catches_violations() {
         strong,
     };
     let pubs = BTreeMap::from([(2, ms(0))]);
-    let ok = [r(0, 0, 10, 2, false), r(0, 20, 30, 2, true), r(1, 5, 15, 2, false)];
+    let ok = [
+        r(0, 0, 10, 2, false),
+        r(0, 20, 30, 2, true),
+        r(1, 5, 15, 2, false),
+    ];
     check(&ok, &pubs, 2, &[], Duration::from_millis(100), ms(1000)).assert_ok();
-    let down = [r(0, 0, 10, 2, false), r(0, 20, 30, 1, false), r(1, 5, 15, 2, false)];
-    assert_eq!(check(&down, &pubs, 2, &[], Duration::from_millis(100), ms(1000)).violations.len(), 1);
+    let down = [
+        r(0, 0, 10, 2, false),
+        r(0, 20, 30, 1, false),
+        r(1, 5, 15, 2, false),
+    ];
+    assert_eq!(
+        check(&down, &pubs, 2, &[], Duration::from_millis(100), ms(1000))
+            .violations
+            .len(),
+        1
+    );
     let stale_strong = [r(0, 0, 10, 2, false), r(1, 20, 30, 1, true)];
-    assert!(!check(&stale_strong, &BTreeMap::new(), 2, &[], Duration::from_millis(100), ms(1000)).violations.is_empty());
+    assert!(
+        !check(
+            &stale_strong,
+            &BTreeMap::new(),
+            2,
+            &[],
+            Duration::from_millis(100),
+            ms(1000)
+        )
+        .violations
+        .is_empty()
+    );
     let late = [r(0, 500, 510, 2, false), r(1, 5, 15, 2, false)];
-    assert_eq!(check(&late, &pubs, 2, &[], Duration::from_millis(100), ms(1000)).violations.len(), 1);
+    assert_eq!(
+        check(&late, &pubs, 2, &[], Duration::from_millis(100), ms(1000))
+            .violations
+            .len(),
+        1
+    );
 }
