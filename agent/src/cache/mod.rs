@@ -16,6 +16,8 @@
 pub mod blob;
 pub mod chaos;
 mod disk;
+#[cfg(test)]
+mod tests;
 pub mod http;
 pub mod localdir;
 pub mod manifest;
