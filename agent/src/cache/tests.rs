@@ -91,7 +91,11 @@ fn fleet(n: usize, blob: Arc<dyn BlobStore>) -> Fleet {
 async fn one_load_per_interval_and_changes_propagate() {
     let f = fleet(8, memory());
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(f.caches.iter().all(|c| c.get().is_some_and(|s| s.version == 1)));
+    assert!(
+        f.caches
+            .iter()
+            .all(|c| c.get().is_some_and(|s| s.version == 1))
+    );
     let before = f.loads.load(ORDER);
     tokio::time::sleep(Duration::from_secs(100)).await;
     let loads = f.loads.load(ORDER) - before;
@@ -125,7 +129,11 @@ async fn a_dead_claimers_claim_expires_by_the_observers_clock() {
     assert!(f.caches.iter().all(|c| c.get().is_none()));
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(f.loads.load(ORDER), 1, "exactly one agent took over");
-    assert!(f.caches.iter().all(|c| c.get().is_some_and(|s| s.version == 1)));
+    assert!(
+        f.caches
+            .iter()
+            .all(|c| c.get().is_some_and(|s| s.version == 1))
+    );
     f.token.cancel();
 }
 
@@ -152,7 +160,10 @@ async fn a_blob_gone_backwards_is_republished_above() {
         panic!()
     };
     let m = Manifest::parse(&bytes).unwrap();
-    assert!(m.version >= 2, "republished at or above what was served: {m:?}");
+    assert!(
+        m.version >= 2,
+        "republished at or above what was served: {m:?}"
+    );
     f.token.cancel();
 }
 
@@ -166,7 +177,10 @@ async fn a_failing_source_is_retried_with_fleet_wide_backoff() {
     tokio::time::sleep(Duration::from_secs(100)).await;
     let loads = f.loads.load(ORDER) - before;
     // Retries at 2.5 s, 5 s, then every 10 s: about 12 in 100 s for the whole fleet of 10.
-    assert!(loads <= 14, "{loads} loads of a failing source in 10 intervals");
+    assert!(
+        loads <= 14,
+        "{loads} loads of a failing source in 10 intervals"
+    );
     assert!(f.caches.iter().all(|c| c.get().unwrap().version == 1));
     f.fail.store(0, ORDER);
     f.generation.store(5, ORDER);
