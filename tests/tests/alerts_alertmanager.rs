@@ -437,6 +437,7 @@ fn alerts_wait_on_disk_through_an_outage_and_an_agent_restart() {
     }
     assert!(receiver.payloads().is_empty());
     let am = Alertmanager::start(am_port, receiver.port);
+    let back = Instant::now();
 
     // Every alert arrives: the two still stuck, the ticket, and down-c — resolved, which
     // shows its firing and resolution were delivered in order.
@@ -459,6 +460,12 @@ fn alerts_wait_on_disk_through_an_outage_and_an_agent_restart() {
                 && has("/ticket", "ThreadCountAboveExpected", "down-a", "firing"))
             .then_some(())
         },
+    );
+    eprintln!(
+        "figure: every spooled alert at the receiver {:.1} s after Alertmanager answered \
+         (outage {:.0} s, agent restarted during it)",
+        back.elapsed().as_secs_f64(),
+        OUTAGE.as_secs_f64()
     );
     // Had the resolution overtaken the firing, Alertmanager would hold down-c as active.
     assert!(!am.alerts().iter().any(|x| label(x, "service") == "down-c"));

@@ -1,11 +1,16 @@
 //! The agent's rules over the real signals of the components on main: the primary tracker's
-//! `lookout_primary_up` (a tracker whose only replica does not exist) and the host probe's
-//! thread counts against the kernel's limits (with the threshold lowered so that this host's
-//! real figures cross it) — so a rename on either side breaks this test, not a page at 3 a.m.
+//! `lookout_primary_up` (a tracker whose only replica does not exist) and its throttling (a
+//! burst of slow requests through a real replica process), the host probe's thread counts
+//! against the kernel's limits (with the threshold lowered so that this host's real figures
+//! cross it), and a real cache whose source file and blob directory fail — so that a renamed
+//! signal breaks this test, not a page at 3 a.m.
 
-use lookout_e2e::{Agent, free_port, metric_value, wait_for};
-use serde_json::Value;
+mod tracker_support;
+
+use lookout_e2e::{Agent, block_on, client, free_port, metric_value, wait_for};
+use serde_json::{Value, json};
 use std::time::Duration;
+use tracker_support::start_replicas;
 
 fn find_alert(agent: &Agent, name: &str) -> Option<Value> {
     let (_, body) = agent.get("/api/v1/alerts")?;
@@ -74,5 +79,96 @@ threshold = 0.000001
             &[("alertname", "CacheStale"), ("severity", "page")]
         ),
         Some(0.0)
+    );
+}
+
+#[test]
+fn tracker_throttling_fires_on_real_429s() {
+    let replicas = start_replicas(1, "421");
+    let primary = &replicas[0];
+    primary.set(json!({"delay_min_ms": 600, "delay_ms": 900, "delay_prob": 1.0}));
+    let agent = Agent::start(&format!(
+        "[[tracker]]\nservice = \"busy\"\ndiscovery = {{ http = [\"{}\"] }}\nmax_in_flight = 2\nqueue_timeout = \"50ms\"\nrequest_timeout = \"5s\"\n",
+        primary.url
+    ));
+    wait_for("a primary for busy", Duration::from_secs(15), || {
+        agent.get("/v1/primary/busy").filter(|(s, _)| *s == 200)
+    });
+    assert!(find_alert(&agent, "TrackerThrottling").is_none());
+    let statuses: Vec<u16> = block_on(async {
+        let c = client();
+        let requests = (0..6).map(|i| {
+            let c = c.clone();
+            let url = agent.url(&format!("/v1/proxy/busy/slow/{i}"));
+            async move {
+                c.get(url)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0)
+            }
+        });
+        futures::future::join_all(requests).await
+    });
+    assert!(
+        statuses.contains(&429),
+        "no request was throttled: {statuses:?}"
+    );
+    let alert = wait_for(
+        "TrackerThrottling for busy",
+        Duration::from_secs(15),
+        || find_alert(&agent, "TrackerThrottling"),
+    );
+    assert_eq!(alert["labels"]["service"], "busy");
+    assert_eq!(alert["labels"]["severity"], "ticket");
+    assert_eq!(alert["status"]["state"], "active");
+}
+
+#[test]
+fn cache_alerts_fire_on_a_real_cache_whose_source_and_blob_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("present.json"), br#"{"a":1}"#).unwrap();
+    let d = dir.path().display();
+    let agent = Agent::start(&format!(
+        r#"[[cache]]
+name = "nosource"
+source = {{ file = "{d}/missing.json" }}
+blob = "file://{d}/blob"
+check_interval = "1s"
+
+[[cache]]
+name = "noblob"
+source = {{ file = "{d}/present.json" }}
+blob = "file:///proc/lookout-no-such-dir"
+check_interval = "1s"
+
+[alerts.rules.CacheSourceFailing]
+for = "1s"
+[alerts.rules.CacheBlobUnavailable]
+for = "1s"
+"#
+    ));
+    let failing = wait_for(
+        "CacheSourceFailing for nosource",
+        Duration::from_secs(30),
+        || find_alert(&agent, "CacheSourceFailing"),
+    );
+    assert_eq!(failing["labels"]["cache"], "nosource");
+    assert_eq!(failing["labels"]["severity"], "ticket");
+    let blob = wait_for(
+        "CacheBlobUnavailable for noblob",
+        Duration::from_secs(30),
+        || find_alert(&agent, "CacheBlobUnavailable"),
+    );
+    assert_eq!(blob["labels"]["cache"], "noblob");
+    assert_eq!(blob["labels"]["severity"], "page");
+    // Each alert names only its own cache: the healthy half of each is quiet.
+    let (_, body) = agent.get("/api/v1/alerts").unwrap();
+    let list: Vec<Value> = serde_json::from_str(&body).unwrap();
+    assert!(
+        !list
+            .iter()
+            .any(|a| a["labels"]["alertname"] == "CacheBlobUnavailable"
+                && a["labels"]["cache"] == "nosource")
     );
 }

@@ -71,6 +71,10 @@ const VALID_UNITS: &[&str] = &[
     "bool_on_off",
 ];
 
+/// Grafana's ways to name the alert of a data point: a series label (time series, bar gauges)
+/// or a column of the row (tables).
+const ALERTNAME_TEMPLATES: &[&str] = &["${__field.labels.alertname}", "${__data.fields.alertname}"];
+
 /// Panel types that show data and so need targets, a description and a unit.
 fn is_data_panel(p: &Value) -> bool {
     p["type"] != "row" && p["type"] != "text"
@@ -282,15 +286,17 @@ fn lint(dash: &Dashboard) -> Vec<String> {
         }
         let all_links = link_urls(p);
         if shows_alerts
-            && !all_links
-                .iter()
-                .any(|u| u.ends_with("/runbooks/${__field.labels.alertname}"))
+            && !all_links.iter().any(|u| {
+                ALERTNAME_TEMPLATES
+                    .iter()
+                    .any(|t| u.ends_with(&format!("/runbooks/{t}")))
+            })
         {
-            out.push(format!("{at}: shows firing alerts but links no runbook (/runbooks/${{__field.labels.alertname}})"));
+            out.push(format!("{at}: shows firing alerts but links no runbook (/runbooks/ + the row's or series' alertname)"));
         }
         for u in &all_links {
             if let Some((_, name)) = u.rsplit_once("/runbooks/")
-                && name != "${__field.labels.alertname}"
+                && !ALERTNAME_TEMPLATES.contains(&name)
                 && !ALERT_NAMES.contains(&name)
             {
                 out.push(format!("{at}: runbook link to unknown alert {name:?}"));
@@ -490,7 +496,7 @@ fn the_required_dashboards_exist_and_cover_their_topics() {
 /// the runbooks come with the alert rules).
 #[test]
 fn linked_runbooks_exist() {
-    let dir = lookout_e2e::repo_root().join("alerts/runbooks");
+    let dir = repo_root().join("alerts/runbooks");
     if !dir.is_dir() {
         eprintln!("alerts/runbooks/ not present yet: only the names were checked by the lint");
         return;

@@ -2,8 +2,8 @@
 //!
 //! The agent watches real child processes (one over its expected thread count, so
 //! ThreadCountAboveExpected fires; one restarted; one that never becomes ready), runs two
-//! caches over a `file://` blob tier (one healthy, one whose source file does not exist, so
-//! source errors are counted), tracks the primary of a replicated service made of two
+//! caches over a `file://` blob tier (one healthy, one whose source file is deleted once it
+//! serves, so source errors are counted), tracks the primary of a replicated service made of two
 //! `lookout-test-replica` processes (throttled by a slow primary, then failed over) and of one
 //! whose replicas are all down, sends its alerts to an Alertmanager address nobody listens on
 //! (so notifications fail and spool), and runs both detectors. Prometheus scrapes it every
@@ -235,12 +235,13 @@ fn every_panel_query_returns_data_from_a_real_agent() {
     let first_api = spawn_child(3, 0.5, api_port);
     let _stuck = spawn_child(2, 600.0, stuck_port);
 
-    // Caches: "fleet" over a real file, "broken" over a file that does not exist.
+    // Caches: "fleet" over a real file, "flaky" over a file deleted once the agent is ready.
     let source = work.path().join("fleet.json");
     std::fs::write(&source, br#"{"feature": true}"#).unwrap();
+    let flaky_source = work.path().join("flaky.json");
+    std::fs::write(&flaky_source, br#"{"flaky": 1}"#).unwrap();
     let blob = work.path().join("blob");
     std::fs::create_dir_all(&blob).unwrap();
-    let missing = work.path().join("missing.json");
 
     // Trackers: "configsvc" over two replicas; "ghost" over replicas nobody runs.
     let replicas: Vec<Replica> = start_replicas(2, "421");
@@ -251,7 +252,7 @@ fn every_panel_query_returns_data_from_a_real_agent() {
     config += &service_toml("busy", busy_port, 4, "30s");
     config += &service_toml("api", api_port, 50, "30s");
     config += &service_toml("stuck", stuck_port, 50, "2s");
-    for (name, path) in [("fleet", &source), ("broken", &missing)] {
+    for (name, path) in [("fleet", &source), ("flaky", &flaky_source)] {
         config += &format!(
             "[[cache]]\nname = \"{name}\"\nsource = {{ file = \"{}\" }}\nblob = \"file://{}\"\ncheck_interval = \"1s\"\nrefresh_interval = \"3s\"\nsource_timeout = \"2s\"\n\n",
             path.display(),
@@ -272,9 +273,9 @@ fn every_panel_query_returns_data_from_a_real_agent() {
          [alerts.rules.ThreadCountAboveExpected]\nfor = \"1s\"\n"
     );
     let agent = Agent::start(&config);
-    wait_for("agent /healthz", Duration::from_secs(20), || {
-        matches!(agent.get("/healthz"), Some((200, _))).then_some(())
-    });
+    // Ready = every cache serves a version (and the agent's own cold start is measured).
+    agent.wait_ready(Duration::from_secs(30));
+    std::fs::remove_file(&flaky_source).unwrap();
     let target = format!("127.0.0.1:{}", agent.port);
     let prom = Prometheus::start(std::slice::from_ref(&target));
     let prom_started = Instant::now();
@@ -366,4 +367,44 @@ fn every_panel_query_returns_data_from_a_real_agent() {
         failed.join("\n"),
         tail.join("\n")
     );
+
+    // Beyond "not empty": a few panels show what the scenario did.
+    let panel = |file: &str, title: &str| -> &PanelQuery {
+        queries
+            .iter()
+            .find(|q| q.at.starts_with(&format!("{file} panel '{title}'")))
+            .unwrap_or_else(|| panic!("no panel {title:?} in {file}"))
+    };
+    let series = |q: &PanelQuery| instant(&prom, &q.promql).unwrap();
+    let value = |s: &Value| s["value"][1].as_str().unwrap().parse::<f64>().unwrap();
+
+    let firing = series(panel("lookout-fleet.json", "Firing alerts"));
+    assert!(
+        firing
+            .iter()
+            .any(|s| s["metric"]["alertname"] == "ThreadCountAboveExpected"),
+        "the firing alert is not in the fleet's alert table: {firing:?}"
+    );
+    let ratio = series(panel(
+        "lookout-fleet.json",
+        "Service threads / expected max (worst 10)",
+    ));
+    let busy = ratio
+        .iter()
+        .find(|s| s["metric"]["service"] == "busy")
+        .unwrap_or_else(|| panic!("busy not among the worst thread ratios: {ratio:?}"));
+    assert_eq!(
+        value(busy),
+        13.0 / 4.0,
+        "busy: 12 parked + main thread over 4"
+    );
+    let primary = series(panel("lookout-trackers.json", "Primary known"));
+    let known = |svc: &str| {
+        primary
+            .iter()
+            .find(|s| s["metric"]["service"] == svc)
+            .map(value)
+    };
+    assert_eq!(known("configsvc"), Some(1.0), "{primary:?}");
+    assert_eq!(known("ghost"), Some(0.0), "{primary:?}");
 }

@@ -72,7 +72,7 @@ fn never_more_than_max_in_flight_at_the_primary() {
         "only 200 or 429 expected: {statuses:?}"
     );
     assert!(throttled >= 1, "nobody was throttled: {statuses:?}");
-    assert!(ok >= 1 && ok <= MAX, "{statuses:?}");
+    assert!((1..=MAX).contains(&ok), "{statuses:?}");
     let max_seen = primary.stat("max_in_flight");
     assert!(
         max_seen <= MAX as i64,

@@ -80,6 +80,11 @@ pub fn start(
     tasks: &mut JoinSet<()>,
 ) {
     let alerts = &config.alerts;
+    if alerts.rules.contains_key(names::LOOKOUT_AGENT_DOWN) {
+        tracing::warn!(
+            "[alerts.rules.LookoutAgentDown] has no effect in the agent: that alert is evaluated by a central Prometheus (alerts/lookout.rules.yml)"
+        );
+    }
     let resend = alerts.resend_interval.get();
     let base = agent_base_url(config, &ctx.host);
     let stamp = Stamp {
@@ -135,6 +140,10 @@ pub fn start(
             "Alert notifications by outcome: sent, failed (retried), rejected, dropped (spool full)",
         )
         .build();
+    // Every outcome exists from the start, so that rate() and absent() queries work at once.
+    for outcome in ["sent", "failed", "rejected", "dropped"] {
+        notifications.add(0, &[opentelemetry::KeyValue::new("outcome", outcome)]);
+    }
 
     let targets: Vec<String> = alerts
         .alertmanager

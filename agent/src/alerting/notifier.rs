@@ -78,7 +78,13 @@ impl Delivery {
             let Some((last_seq, batch)) = next else {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    _ = self.wake.changed() => {}
+                    woken = self.wake.changed() => {
+                        if woken.is_err() {
+                            // The engine is gone (its generation is stopping): poll slowly
+                            // rather than spin on a closed channel until we are cancelled.
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    }
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
                 continue;
@@ -150,9 +156,25 @@ impl Delivery {
                 ))
             }
             Ok(r) => Outcome::Failed(format!("HTTP {}", r.status())),
-            Err(e) => Outcome::Failed(e.without_url().to_string()),
+            Err(e) => Outcome::Failed(error_chain(&e.without_url())),
         }
     }
+}
+
+/// An error with its causes ("error sending request: ... Connection refused"): the top
+/// level alone rarely says what went wrong.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
 }
 
 #[cfg(test)]
@@ -181,5 +203,92 @@ mod tests {
         assert!(out[0].ends_at.is_some());
         assert_eq!(out[1].ends_at.as_deref(), Some("2026-01-01T00:01:00Z"));
         assert_eq!(alerts_url("http://a:9093/"), "http://a:9093/api/v2/alerts");
+    }
+
+    /// An Alertmanager stand-in answering the statuses of `script` in turn (then 200), and
+    /// recording the alert names of each POST.
+    async fn fake_alertmanager(script: Vec<u16>) -> (String, Arc<Mutex<Vec<Vec<String>>>>) {
+        use axum::routing::post;
+        let seen: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
+        let script = Arc::new(Mutex::new(script.into_iter()));
+        let (s2, seen2) = (script.clone(), seen.clone());
+        let app = axum::Router::new().route(
+            "/api/v2/alerts",
+            post(move |axum::Json(body): axum::Json<Vec<Notice>>| {
+                let (script, seen) = (s2.clone(), seen2.clone());
+                async move {
+                    seen.lock()
+                        .unwrap()
+                        .push(body.iter().map(|n| n.labels["alertname"].clone()).collect());
+                    let code = script.lock().unwrap().next().unwrap_or(200);
+                    axum::http::StatusCode::from_u16(code).unwrap()
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, seen)
+    }
+
+    fn notice(name: &str) -> Notice {
+        Notice {
+            labels: [("alertname".to_string(), name.to_string())].into(),
+            annotations: Default::default(),
+            starts_at: "2026-01-01T00:00:00Z".into(),
+            ends_at: None,
+            generator_url: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn retries_on_5xx_in_order_and_skips_what_alertmanager_rejects() {
+        // 503 twice (retried, nothing lost), then 400 (rejected: skipped), then 200.
+        let (url, seen) = fake_alertmanager(vec![503, 503, 400]).await;
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Arc::new(Mutex::new(
+            Spool::open(dir.path(), 100, std::slice::from_ref(&url)).unwrap(),
+        ));
+        spool.lock().unwrap().push(notice("A")).unwrap();
+        spool.lock().unwrap().push(notice("B")).unwrap();
+        let (wake_tx, wake_rx) = watch::channel(0u64);
+        let meter = opentelemetry_sdk::metrics::SdkMeterProvider::builder().build();
+        use opentelemetry::metrics::MeterProvider;
+        let delivery = Delivery {
+            target: url,
+            spool: spool.clone(),
+            client: reqwest::Client::new(),
+            resend: Duration::from_secs(60),
+            notifications: meter.meter("t").u64_counter("n").build(),
+            wake: wake_rx,
+            on_change: Arc::new(|| {}),
+        };
+        let token = CancellationToken::new();
+        let task = tokio::spawn(delivery.run(token.clone()));
+        let wait_depth_zero = async {
+            while spool.lock().unwrap().depth() > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), wait_depth_zero)
+            .await
+            .unwrap();
+        spool.lock().unwrap().push(notice("C")).unwrap();
+        wake_tx.send(1).unwrap();
+        let wait_c = async {
+            while seen.lock().unwrap().len() < 4 || spool.lock().unwrap().depth() > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), wait_c)
+            .await
+            .unwrap();
+        token.cancel();
+        task.await.unwrap();
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(
+            seen,
+            [vec!["A", "B"], vec!["A", "B"], vec!["A", "B"], vec!["C"]]
+        );
     }
 }

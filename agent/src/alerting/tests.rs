@@ -668,3 +668,30 @@ fn timeout_findings_enrich_the_description() {
         "{d}"
     );
 }
+
+#[test]
+fn the_defaults_table_of_alerts_readme_matches_the_rules() {
+    let readme = include_str!("../../../alerts/README.md");
+    let fmt = |secs: f64| match secs as u64 {
+        0 => "0s".to_string(),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    };
+    for r in configured_rules(&AlertsConfig::default()) {
+        let d = &r.def;
+        let row = format!(
+            "| [{0}](runbooks/{0}.md) | {1} | {2} | {3} | {4} | {5} |",
+            d.name,
+            d.severity.as_str(),
+            fmt(d.for_secs),
+            fmt(d.keep_firing_for_secs),
+            d.threshold,
+            d.threshold_meaning
+        );
+        assert!(
+            readme.contains(&row),
+            "alerts/README.md lacks or misstates:\n{row}"
+        );
+    }
+}

@@ -168,7 +168,10 @@ impl Scorer {
                 if self.watched.len() >= MAX_SERIES {
                     if !self.warned_full {
                         self.warned_full = true;
-                        tracing::warn!(max = MAX_SERIES, "anomaly scorer: too many series, some are not scored");
+                        tracing::warn!(
+                            max = MAX_SERIES,
+                            "anomaly scorer: too many series, some are not scored"
+                        );
                     }
                     continue;
                 }
@@ -187,7 +190,9 @@ impl Scorer {
                     },
                 );
             }
-            let Some(w) = self.watched.get_mut(&key) else { continue };
+            let Some(w) = self.watched.get_mut(&key) else {
+                continue;
+            };
             let samples = self.ctx.series.samples_since(&key, w.last_t);
             if samples.is_empty() {
                 continue;
@@ -253,7 +258,11 @@ impl Scorer {
                 .take(TOP)
                 .map(|(k, s)| serde_json::json!({"metric": k.to_string(), "score": s}))
                 .collect();
-            let names: Vec<String> = anomalous.iter().take(TOP).map(|(k, _)| k.to_string()).collect();
+            let names: Vec<String> = anomalous
+                .iter()
+                .take(TOP)
+                .map(|(k, _)| k.to_string())
+                .collect();
             let finding = Finding::new(
                 "anomaly",
                 "anomaly_event",

@@ -29,7 +29,11 @@ fn scores_every_series_and_raises_one_event_for_a_host_wide_jump() {
     // Quiet noise (deterministic), long enough to train.
     let noise = |i: usize, t: usize| (((i * 31 + t * 17) % 23) as f64) / 23.0;
     for t in 0..200 {
-        let vals: Vec<_> = keys.iter().enumerate().map(|(i, k)| (k.clone(), 50.0 + noise(i, t))).collect();
+        let vals: Vec<_> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.clone(), 50.0 + noise(i, t)))
+            .collect();
         step(&mut scorer, &ctx, &vals);
     }
     assert_eq!(ctx.series.latest_of(SCORE).len(), 10);
@@ -48,13 +52,21 @@ fn scores_every_series_and_raises_one_event_for_a_host_wide_jump() {
     assert_eq!(ctx.series.latest_of(EVENT)[0].1, 1.0);
     assert!(ctx.series.latest_of(RATE)[0].1 >= 0.5);
     let findings = ctx.findings.all();
-    let events: Vec<_> = findings.iter().filter(|f| f.kind == "anomaly_event").collect();
+    let events: Vec<_> = findings
+        .iter()
+        .filter(|f| f.kind == "anomaly_event")
+        .collect();
     assert_eq!(events.len(), 1);
     let top = events[0].detail["top"].as_array().unwrap();
     assert!(!top.is_empty());
     for t in top {
         let m = t["metric"].as_str().unwrap();
-        assert!(["\"0\"", "\"1\"", "\"2\"", "\"3\"", "\"4\""].iter().any(|n| m.ends_with(&format!("{n}}}"))), "{m}");
+        assert!(
+            ["\"0\"", "\"1\"", "\"2\"", "\"3\"", "\"4\""]
+                .iter()
+                .any(|n| m.ends_with(&format!("{n}}}"))),
+            "{m}"
+        );
     }
     // The new level becomes normal: the event ends (after the hold and the off period) and
     // does not restart.
@@ -67,6 +79,11 @@ fn scores_every_series_and_raises_one_event_for_a_host_wide_jump() {
         step(&mut scorer, &ctx, &vals);
     }
     assert!(!scorer.event_active());
-    let events = ctx.findings.all().iter().filter(|f| f.kind == "anomaly_event").count();
+    let events = ctx
+        .findings
+        .all()
+        .iter()
+        .filter(|f| f.kind == "anomaly_event")
+        .count();
     assert_eq!(events, 1);
 }

@@ -63,7 +63,12 @@ impl EvalReport {
     /// `nab standard=X reward_low_FP=Y reward_low_FN=Z`.
     pub fn summary(&self, method: Method) -> String {
         let mut s = String::new();
-        let _ = writeln!(s, "scored {} files with detector {}", self.files.len(), method.name());
+        let _ = writeln!(
+            s,
+            "scored {} files with detector {}",
+            self.files.len(),
+            method.name()
+        );
         let Some(nab) = &self.nab else { return s };
         let _ = writeln!(s, "labelled files {} windows {}", nab.files, nab.windows);
         let line = |r: &[ProfileResult]| {
@@ -119,7 +124,13 @@ pub fn run(opts: &EvalOptions) -> Result<EvalReport, EvalError> {
             .map_err(|e| EvalError::BadInput(format!("{}: {e}", path.display())))?;
         let (timestamps, values, raw_values) = parse_csv(&path, &text)?;
         let scores = score_series(opts.method, &timestamps, &values);
-        write_scored(&opts.out.join(&rel), &text, &timestamps, &raw_values, &scores)?;
+        write_scored(
+            &opts.out.join(&rel),
+            &text,
+            &timestamps,
+            &raw_values,
+            &scores,
+        )?;
         let (windows, labelled) = match labels.as_ref().and_then(|l| find_label(l, &rel)) {
             Some(w) => (nab::windows_to_rows(&timestamps, w), true),
             None => (Vec::new(), false),
@@ -204,7 +215,10 @@ type Parsed = (Vec<i64>, Vec<f64>, Vec<String>);
 fn parse_csv(path: &Path, text: &str) -> Result<Parsed, EvalError> {
     let mut lines = text.lines().enumerate();
     let header = lines.next().map(|(_, l)| l.trim()).unwrap_or("");
-    let cols: Vec<&str> = header.split(',').map(|c| c.trim().trim_matches('"')).collect();
+    let cols: Vec<&str> = header
+        .split(',')
+        .map(|c| c.trim().trim_matches('"'))
+        .collect();
     if cols.len() < 2 || cols[0] != "timestamp" || cols[1] != "value" {
         return Err(EvalError::BadInput(format!(
             "{}:1: header must be `timestamp,value`, found {header:?}",
@@ -221,7 +235,10 @@ fn parse_csv(path: &Path, text: &str) -> Result<Parsed, EvalError> {
         };
         let mut parts = line.splitn(3, ',');
         let t = parts.next().unwrap_or("");
-        let v = parts.next().ok_or_else(|| bad("missing value column"))?.trim();
+        let v = parts
+            .next()
+            .ok_or_else(|| bad("missing value column"))?
+            .trim();
         let t = nab::parse_timestamp(t).ok_or_else(|| bad("bad timestamp"))?;
         let value = if v.is_empty() || v.eq_ignore_ascii_case("nan") {
             f64::NAN
@@ -280,8 +297,10 @@ fn read_labels(path: &Path) -> Result<Labels, EvalError> {
             let [a, b] = w.as_slice() else {
                 return Err(bad(format!("{file}: a window must be [start, end]")));
             };
-            let a = nab::parse_timestamp(a).ok_or_else(|| bad(format!("{file}: bad time {a:?}")))?;
-            let b = nab::parse_timestamp(b).ok_or_else(|| bad(format!("{file}: bad time {b:?}")))?;
+            let a =
+                nab::parse_timestamp(a).ok_or_else(|| bad(format!("{file}: bad time {a:?}")))?;
+            let b =
+                nab::parse_timestamp(b).ok_or_else(|| bad(format!("{file}: bad time {b:?}")))?;
             ws.push((a, b));
         }
         out.insert(file.replace('\\', "/"), ws);

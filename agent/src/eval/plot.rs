@@ -31,7 +31,9 @@ pub fn write_svg(dir: &Path, file: &ScoredFile, threshold: f64) -> Result<(), Ev
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 fn draw(svg: &mut String, file: &ScoredFile, threshold: f64) -> Result<(), String> {
@@ -57,9 +59,11 @@ fn draw(svg: &mut String, file: &ScoredFile, threshold: f64) -> Result<(), Strin
         .build_cartesian_2d(0.0..n, lo..hi)
         .map_err(e)?;
     values
-        .draw_series(file.windows.iter().map(|&(a, b)| {
-            Rectangle::new([(a as f64, lo), (b as f64, hi)], window_fill)
-        }))
+        .draw_series(
+            file.windows
+                .iter()
+                .map(|&(a, b)| Rectangle::new([(a as f64, lo), (b as f64, hi)], window_fill)),
+        )
         .map_err(e)?;
     values
         .draw_series(LineSeries::new(
@@ -86,9 +90,11 @@ fn draw(svg: &mut String, file: &ScoredFile, threshold: f64) -> Result<(), Strin
         .build_cartesian_2d(0.0..n, 0.0..1.05)
         .map_err(e)?;
     scores
-        .draw_series(file.windows.iter().map(|&(a, b)| {
-            Rectangle::new([(a as f64, 0.0), (b as f64, 1.05)], window_fill)
-        }))
+        .draw_series(
+            file.windows
+                .iter()
+                .map(|&(a, b)| Rectangle::new([(a as f64, 0.0), (b as f64, 1.05)], window_fill)),
+        )
         .map_err(e)?;
     scores
         .draw_series(LineSeries::new(

@@ -42,7 +42,6 @@ pub struct Report {
 /// Watch the process for `seconds` and classify it.
 pub fn diagnose(opts: &DiagnoseOptions) -> Result<Report, SampleError> {
     let mut sampler = ProcessSampler::new(opts.pid)?;
-    let process = sampler.process_name();
     let mut detector = ProcessDetector::new(DetectorConfig {
         hang_threshold: opts.hang_threshold,
         max_timeout: opts.max_timeout,
@@ -65,7 +64,14 @@ pub fn diagnose(opts: &DiagnoseOptions) -> Result<Report, SampleError> {
             std::thread::sleep(Duration::from_secs_f64(next));
         }
     };
-    let findings = detector.suspects();
+    // Names as of now: a process that exec'd while watched (a wrapper script) has a new one.
+    let process = sampler.process_name();
+    let mut findings = detector.suspects();
+    for f in &mut findings {
+        if let Some(name) = sampler.thread_name(f.tid) {
+            f.comm = name;
+        }
+    }
     Ok(Report {
         pid: opts.pid,
         process,

@@ -85,6 +85,13 @@ impl ProcessSampler {
         self.pid
     }
 
+    /// A thread's command name as of now (it changes on exec and prctl).
+    pub fn thread_name(&self, tid: i32) -> Option<String> {
+        std::fs::read_to_string(format!("/proc/{}/task/{tid}/comm", self.pid))
+            .ok()
+            .map(|s| s.trim().to_string())
+    }
+
     /// The process's command name.
     pub fn process_name(&self) -> String {
         std::fs::read_to_string(format!("/proc/{}/comm", self.pid))

@@ -209,7 +209,12 @@ fn tick_service(ctx: &Context, w: &mut Watched, m: &Metrics) -> bool {
         }
     };
     detector.observe(&sample);
-    let suspects = detector.suspects();
+    let mut suspects = detector.suspects();
+    for s in &mut suspects {
+        if let Some(name) = sampler.thread_name(s.tid) {
+            s.comm = name;
+        }
+    }
     let busy = sample.threads.iter().any(|t| match &t.state {
         ThreadState::Blocked(call) => waits_on_other_party(call).is_some(),
         _ => false,

@@ -30,24 +30,25 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
         .into_response()
 }
 
-fn find(app: &AppState, service: &str) -> Result<Arc<Tracker>, Response> {
+/// The tracker of `service`, or the 404 to answer.
+fn find(app: &AppState, service: &str) -> Result<Arc<Tracker>, Box<Response>> {
     app.components
         .trackers
         .load()
         .get(service)
         .cloned()
         .ok_or_else(|| {
-            error(
+            Box::new(error(
                 StatusCode::NOT_FOUND,
                 format!("no [[tracker]] for service {service:?}"),
-            )
+            ))
         })
 }
 
 async fn primary(State(app): State<AppState>, Path(service): Path<String>) -> Response {
     let tracker = match find(&app, &service) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let snap = tracker.snapshot();
     let since = snap.since.elapsed().as_secs_f64();
@@ -78,7 +79,7 @@ async fn proxy(
 ) -> Response {
     let tracker = match find(&app, &service) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let (parts, body) = req.into_parts();
     // Take the path from the raw URI so its percent-encoding reaches the primary unchanged.

@@ -21,6 +21,9 @@ use ndarray::Array2;
 /// Score at or above which a sample is anomalous: n = 2, i.e. twice beyond the largest
 /// deviation of the training window and of the last ~48 h.
 pub const OPERATING_THRESHOLD: f64 = 0.8;
+/// Samples of training history after which a model's deviations are remembered by the
+/// novelty memory.
+pub const MATURE: usize = 256;
 /// Clusters of short-term motion.
 pub const CLUSTERS: usize = 4;
 
@@ -36,6 +39,8 @@ pub struct LookoutModel {
     /// The dominant period in samples (daily wave in 5-minute data, ...), if any, and the
     /// largest seasonal residual |x_t − x_{t−period}| of the training window.
     period: Option<(usize, f32)>,
+    /// Samples it was trained on.
+    trained_on: usize,
 }
 
 impl LookoutModel {
@@ -63,6 +68,11 @@ impl LookoutModel {
             e = e.max(d2.sqrt() / self.shape_scale);
         }
         e
+    }
+
+    /// Trained on enough history for its deviations to be remembered as normal.
+    pub fn mature(&self) -> bool {
+        self.trained_on >= MATURE
     }
 
     pub fn heap_bytes(&self) -> usize {
@@ -101,12 +111,18 @@ pub fn train(history: &[f32]) -> LookoutModel {
     let magnitude = sorted
         .first()
         .map_or(0.0, |lo| lo.abs().max(sorted[sorted.len() - 1].abs()));
-    let level = history.iter().map(|v| (v - median).abs()).fold(0.0, f32::max);
+    let level = history
+        .iter()
+        .map(|v| (v - median).abs())
+        .fold(0.0, f32::max);
     let diffs: Vec<f32> = history.windows(2).map(|w| w[1] - w[0]).collect();
     let jump = diffs.iter().map(|d| d.abs()).fold(0.0, f32::max);
     let mean_abs = diffs.iter().map(|d| d.abs()).sum::<f32>() / diffs.len().max(1) as f32;
     let shape_norm = floor_scale(mean_abs, magnitude);
-    let smoothed: Vec<f32> = diffs.windows(3).map(|w| (w[0] + w[1] + w[2]) / 3.0).collect();
+    let smoothed: Vec<f32> = diffs
+        .windows(3)
+        .map(|w| (w[0] + w[1] + w[2]) / 3.0)
+        .collect();
     let mut model = LookoutModel {
         median,
         level_scale: floor_scale(level, magnitude),
@@ -115,6 +131,7 @@ pub fn train(history: &[f32]) -> LookoutModel {
         centres: Vec::new(),
         shape_scale: 1.0,
         period: None,
+        trained_on: history.len(),
     };
     if let Some(p) = dominant_period(history) {
         let residual = history[p..]
@@ -159,7 +176,11 @@ pub fn dominant_period(history: &[f32]) -> Option<usize> {
         return None;
     }
     let acf = |lag: usize| -> f32 {
-        let s: f32 = centred[lag..].iter().zip(&centred).map(|(a, b)| a * b).sum();
+        let s: f32 = centred[lag..]
+            .iter()
+            .zip(&centred)
+            .map(|(a, b)| a * b)
+            .sum();
         // Normalised by the overlap so long lags are not penalised.
         s / var * n as f32 / (n - lag) as f32
     };

@@ -11,7 +11,7 @@ pub const BUCKETS: usize = 48;
 /// Minimum time span of a bucket.
 pub const BUCKET_SECONDS: f64 = 3600.0;
 /// Minimum samples in a bucket.
-pub const BUCKET_MIN_SAMPLES: u32 = 16;
+pub const BUCKET_MIN_SAMPLES: u32 = 4;
 
 #[derive(Clone, Debug)]
 pub struct Novelty {
@@ -42,7 +42,10 @@ impl Default for Novelty {
 impl Novelty {
     /// Score deviation `e` (1 = as large as the largest of the training window) at time `t`,
     /// then remember it. Score = n²/(1+n²) with n = e / max(1, largest recent deviation).
-    pub fn score(&mut self, t: f64, e: f32) -> f32 {
+    ///
+    /// `remember = false` scores without remembering: deviations measured by an immature
+    /// model (trained on a short history) are not evidence of what is normal.
+    pub fn score(&mut self, t: f64, e: f32, remember: bool) -> f32 {
         let e = if e.is_finite() { e.max(0.0) } else { f32::MAX };
         if !self.started {
             self.started = true;
@@ -51,6 +54,9 @@ impl Novelty {
         let reference = self.closed_max.max(self.current_max).max(1.0);
         let n = e / reference;
         let score = if n > 1e6 { 1.0 } else { n * n / (1.0 + n * n) };
+        if !remember {
+            return score;
+        }
         self.current_max = self.current_max.max(e);
         self.current_count += 1;
         if t - self.current_start >= BUCKET_SECONDS && self.current_count >= BUCKET_MIN_SAMPLES {
