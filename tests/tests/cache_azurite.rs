@@ -210,6 +210,37 @@ async fn azure_protocol_conflicts_304_and_corrupt_data() {
         "a strong read must fail rather than return less than the blob's version: {strong:?}"
     );
     token.cancel();
+
+    // Blob tier down at start: an agent restarting on its local snapshot serves it at once
+    // (stale), strong reads fail, and blob_up says so.
+    drop(az);
+    let ctx = Context::for_tests(dirs[1].path().to_path_buf());
+    let failing = Source::Custom(Arc::new(|| {
+        Box::pin(async { Err("source down".to_string()) })
+    }));
+    let c = Cache::new(
+        &ctx,
+        opts("doc", &dirs[1].path().join("cache")),
+        failing,
+        store.clone(),
+    );
+    let token = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(c.clone().run(token.clone(), || {}));
+    wait_until("the local snapshot served", || c.get().is_some()).await;
+    assert_eq!(&c.get().unwrap().bytes[..], b"version one");
+    let up = SeriesKey::new("lookout_cache_blob_up", &[("cache", "doc")]);
+    wait_until("blob_up = 0", || ctx.series.latest(&up) == Some(0.0)).await;
+    assert!(
+        c.get_strong().await.is_err(),
+        "no strong read without the blob tier"
+    );
+    let stale = c.staleness();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        c.staleness() > stale,
+        "staleness grows while the blob tier is down"
+    );
+    token.cancel();
 }
 
 fn hex_lower(b: &[u8]) -> String {

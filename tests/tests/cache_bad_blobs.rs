@@ -89,6 +89,20 @@ fn bad_blobs_keep_the_last_good_version() {
         served(&agent).filter(|(v, _)| v == "1")
     });
     assert_eq!(good.1, "{\"good\": 1}");
+    // The HTTP contract: ETag = version, If-None-Match answers 304, staleness header present.
+    let (status, headers) = lookout_e2e::block_on(async {
+        let r = lookout_e2e::client()
+            .get(agent.url("/v1/cache/fleet"))
+            .header("if-none-match", "\"1\"")
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.headers().clone())
+    });
+    assert_eq!(status, 304);
+    assert_eq!(headers.get("etag").unwrap(), "\"1\"");
+    assert!(headers.get("x-lookout-staleness-seconds").is_some());
+    assert_eq!(agent.get("/v1/cache/nope").unwrap().0, 404);
     // The source goes away, so the agent cannot repair what we break.
     std::fs::remove_file(&doc).unwrap();
 

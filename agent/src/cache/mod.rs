@@ -20,6 +20,8 @@ pub mod http;
 pub mod localdir;
 pub mod manifest;
 pub mod source;
+#[cfg(test)]
+mod tests;
 
 use crate::context::{Context, Finding};
 use crate::series::{Gauge, SeriesKey};
@@ -304,6 +306,31 @@ impl Cache {
         self.validated_at.fetch_max(nanos, ORDER);
     }
 
+    /// Manifest operations are tiny: bound them well below the check cadence, so that a hung
+    /// blob endpoint (object_store retries for minutes by default) shows up as `blob_up` 0 and
+    /// growing staleness instead of a silent stall.
+    fn manifest_timeout(&self) -> Duration {
+        (self.opts.check_interval * 2).max(Duration::from_secs(5))
+    }
+
+    /// Data transfers may be large: bound them by the source timeout, at least a minute.
+    fn data_timeout(&self) -> Duration {
+        self.opts.source_timeout.max(Duration::from_secs(60))
+    }
+
+    async fn bounded<T>(
+        &self,
+        limit: Duration,
+        op: impl std::future::Future<Output = Result<T, BlobError>>,
+    ) -> Result<T, BlobError> {
+        match tokio::time::timeout(limit, op).await {
+            Ok(r) => r,
+            Err(_) => Err(BlobError::Unavailable(format!(
+                "blob operation timed out after {limit:?}"
+            ))),
+        }
+    }
+
     fn manifest_key(&self) -> String {
         format!("{}/manifest.json", self.opts.name)
     }
@@ -320,12 +347,15 @@ impl Cache {
     /// manifest names at the time of the read. Fails when the blob tier cannot confirm it.
     pub async fn get_strong(&self) -> Result<Arc<Snapshot>, CacheError> {
         let known = self.known.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let key = self.manifest_key();
         let fetched = self
-            .blob
-            .get(
-                &self.manifest_key(),
-                known.as_ref().map(|(t, _)| t),
-                manifest::MAX_MANIFEST_BYTES,
+            .bounded(
+                self.manifest_timeout(),
+                self.blob.get(
+                    &key,
+                    known.as_ref().map(|(t, _)| t),
+                    manifest::MAX_MANIFEST_BYTES,
+                ),
             )
             .await;
         let manifest = match fetched {
@@ -389,7 +419,10 @@ impl Cache {
         let span = tracing::debug_span!("cache_fetch", cache = %self.opts.name, sha256 = %data.sha256, size = data.size, outcome = tracing::field::Empty);
         let t0 = Instant::now();
         let res = async {
-            match self.blob.get(&key, None, data.size).await {
+            match self
+                .bounded(self.data_timeout(), self.blob.get(&key, None, data.size))
+                .await
+            {
                 Ok(Fetched::Found { bytes, .. }) => {
                     if bytes.len() as u64 != data.size {
                         return Err(CacheError::Corrupt(format!(
@@ -668,12 +701,12 @@ impl Cache {
             View::Valid(t, _) => Some(t.clone()),
             _ => None,
         };
+        let key = self.manifest_key();
         let fetched = self
-            .blob
-            .get(
-                &self.manifest_key(),
-                tag.as_ref(),
-                manifest::MAX_MANIFEST_BYTES,
+            .bounded(
+                self.manifest_timeout(),
+                self.blob
+                    .get(&key, tag.as_ref(), manifest::MAX_MANIFEST_BYTES),
             )
             .instrument(span.clone())
             .await;
@@ -833,9 +866,12 @@ impl Cache {
             nonce: format!("{:016x}", rand::random::<u64>()),
         });
         claimed.writer = self.opts.owner.clone();
+        let key = self.manifest_key();
         match self
-            .blob
-            .put(&self.manifest_key(), claimed.to_bytes(), cond)
+            .bounded(
+                self.manifest_timeout(),
+                self.blob.put(&key, claimed.to_bytes(), cond),
+            )
             .await
         {
             Err(e) => {
@@ -922,9 +958,12 @@ impl Cache {
             span.record("new_version", version);
             let upload = repair || base.data.as_ref().is_none_or(|d| d.sha256 != sha);
             if upload {
+                let key = self.data_key(&sha);
                 match self
-                    .blob
-                    .put(&self.data_key(&sha), bytes.clone(), PutCondition::Overwrite)
+                    .bounded(
+                        self.data_timeout(),
+                        self.blob.put(&key, bytes.clone(), PutCondition::Overwrite),
+                    )
                     .await
                 {
                     Ok(_) => {}
@@ -965,12 +1004,12 @@ impl Cache {
 
     /// Compare-and-swap the manifest from the claim to `next`. True when it was written.
     async fn publish(&self, st: &mut LoopState, next: Manifest, claim_tag: Tag) -> bool {
+        let key = self.manifest_key();
         match self
-            .blob
-            .put(
-                &self.manifest_key(),
-                next.to_bytes(),
-                PutCondition::Match(claim_tag),
+            .bounded(
+                self.manifest_timeout(),
+                self.blob
+                    .put(&key, next.to_bytes(), PutCondition::Match(claim_tag)),
             )
             .await
         {
