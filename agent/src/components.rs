@@ -13,6 +13,12 @@ pub fn start(
     components: &Arc<Components>,
     tasks: &mut JoinSet<()>,
 ) {
-    let _ = components;
+    // Trackers first: a cache whose source is `{ primary = .. }` looks its tracker up.
+    crate::tracker::start_all(ctx, &config.trackers, components, tasks);
+    crate::cache::start_all(ctx, config, components, tasks);
+    if config.detectors.anomaly.enabled {
+        crate::anomaly::start(ctx, config.agent.interval.get(), tasks);
+    }
     crate::timeout::start(ctx, config, tasks);
+    crate::alerting::start(ctx, config, components, tasks);
 }

@@ -42,6 +42,7 @@ pub enum DaemonError {
 pub struct Components {
     pub caches: ArcSwap<BTreeMap<String, Arc<crate::cache::Cache>>>,
     pub trackers: ArcSwap<BTreeMap<String, Arc<crate::tracker::Tracker>>>,
+    pub alerts: crate::alerting::AlertsView,
 }
 
 /// One running config: its token and tasks.
@@ -99,7 +100,7 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Dae
         components: components.clone(),
     });
     let server_token = root.clone();
-    let server = tokio::spawn(async move {
+    let mut server = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move { server_token.cancelled().await })
             .await
@@ -135,8 +136,12 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Dae
                     }
                 }
             }
-            res = wait_server(&server) => {
-                return Err(DaemonError::Serve(res));
+            res = &mut server => {
+                let err = match res {
+                    Ok(Err(e)) => e,
+                    _ => std::io::Error::other("the HTTP server stopped unexpectedly"),
+                };
+                return Err(DaemonError::Serve(err));
             }
         }
     }
@@ -160,16 +165,6 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Dae
         "lookout stopped"
     );
     Ok(())
-}
-
-async fn wait_server(server: &tokio::task::JoinHandle<std::io::Result<()>>) -> std::io::Error {
-    // Poll the server task without consuming it; it only ends on error before shutdown.
-    loop {
-        if server.is_finished() {
-            return std::io::Error::other("the HTTP server stopped unexpectedly");
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
 }
 
 /// Start every component a config asks for, under a fresh child token.

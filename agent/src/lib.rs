@@ -3,11 +3,13 @@
 //! See ARCHITECTURE.md at the repository root for the map of this crate.
 
 pub mod alerting;
+pub mod anomaly;
 pub mod cache;
 pub mod components;
 pub mod config;
 pub mod context;
 pub mod daemon;
+pub mod eval;
 pub mod http;
 pub mod probes;
 pub mod series;

@@ -52,6 +52,26 @@ enum Command {
     },
     /// Print version and build information.
     Version,
+    /// Score every CSV (timestamp,value) under --data with the anomaly detector, offline and
+    /// strictly causally; with --labels (NAB windows JSON) also print NAB scores.
+    Eval {
+        /// Directory of CSV files (searched recursively).
+        #[arg(long)]
+        data: PathBuf,
+        /// Where to write the scored copies (same relative paths).
+        #[arg(long)]
+        out: PathBuf,
+        /// NAB `combined_windows.json`: print NAB scores; the last line is
+        /// `nab standard=X reward_low_FP=Y reward_low_FN=Z`.
+        #[arg(long)]
+        labels: Option<PathBuf>,
+        /// Write one SVG per file here: values, score, labelled windows, detections.
+        #[arg(long)]
+        plot: Option<PathBuf>,
+        /// Which detector: `lookout` (the daemon's) or `netdata` (the baseline).
+        #[arg(long, default_value = "lookout")]
+        detector: lookout_detectors::anomaly::Method,
+    },
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -72,6 +92,36 @@ fn main() -> ExitCode {
             println!("lookout {}", lookout_agent::telemetry::VERSION);
             println!("target {} {}", std::env::consts::ARCH, std::env::consts::OS);
             ExitCode::SUCCESS
+        }
+        Command::Eval {
+            data,
+            out,
+            labels,
+            plot,
+            detector,
+        } => {
+            use lookout_agent::eval::{EvalError, EvalOptions, run};
+            let opts = EvalOptions {
+                data,
+                out,
+                labels,
+                plot,
+                method: detector,
+            };
+            match run(&opts) {
+                Ok(report) => {
+                    print!("{}", report.summary(detector));
+                    ExitCode::SUCCESS
+                }
+                Err(e @ EvalError::BadInput(_)) => {
+                    eprintln!("lookout eval: {e}");
+                    ExitCode::from(2)
+                }
+                Err(e) => {
+                    eprintln!("lookout eval: {e}");
+                    ExitCode::from(1)
+                }
+            }
         }
         Command::Diagnose {
             pid,

@@ -3,6 +3,9 @@
 //! Prometheus text. Real servers (Prometheus, Alertmanager, etcd, Azurite) have their own
 //! modules beside this one.
 
+pub mod otlp;
+pub mod prometheus;
+
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -14,7 +17,10 @@ pub fn lookout_bin() -> PathBuf {
     if let Ok(p) = std::env::var("LOOKOUT_BIN") {
         return PathBuf::from(p);
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| root.join("target"));
@@ -29,12 +35,19 @@ pub fn lookout_bin() -> PathBuf {
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Poll `f` every 50 ms until it returns `Some`, or panic with `what` after `timeout`.
@@ -107,7 +120,12 @@ impl Agent {
     }
 
     /// Start on a config file written by the caller (its listen port must be `port`).
-    pub fn spawn(dir: tempfile::TempDir, port: u16, config_path: PathBuf, env: &[(&str, &str)]) -> Agent {
+    pub fn spawn(
+        dir: tempfile::TempDir,
+        port: u16,
+        config_path: PathBuf,
+        env: &[(&str, &str)],
+    ) -> Agent {
         let log_path = dir.path().join("agent.log");
         let log = std::fs::File::create(&log_path).unwrap();
         let mut cmd = Command::new(lookout_bin());
@@ -182,7 +200,11 @@ impl Drop for Agent {
 pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     samples(text, name)
         .into_iter()
-        .find(|(ls, _)| labels.iter().all(|(k, v)| ls.iter().any(|(a, b)| a == k && b == v)))
+        .find(|(ls, _)| {
+            labels
+                .iter()
+                .all(|(k, v)| ls.iter().any(|(a, b)| a == k && b == v))
+        })
         .map(|(_, v)| v)
 }
 
@@ -204,7 +226,9 @@ pub fn samples(text: &str, name: &str) -> Vec<(Vec<(String, String)>, f64)> {
         if metric != name {
             continue;
         }
-        let Ok(v) = value.parse::<f64>() else { continue };
+        let Ok(v) = value.parse::<f64>() else {
+            continue;
+        };
         out.push((parse_labels(labels), v));
     }
     out
@@ -216,7 +240,9 @@ fn parse_labels(s: &str) -> Vec<(String, String)> {
     while let Some(eq) = rest.find('=') {
         let key = rest[..eq].trim_start_matches(',').trim().to_string();
         let after = &rest[eq + 1..];
-        let Some(body) = after.strip_prefix('"') else { break };
+        let Some(body) = after.strip_prefix('"') else {
+            break;
+        };
         let mut val = String::new();
         let mut chars = body.char_indices();
         let mut end = body.len();

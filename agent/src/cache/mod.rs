@@ -1,6 +1,1080 @@
-//! The two-tier cache (memory + shared blob with versions). See issue "Two-tier cache".
+//! The two-tier cache: an immutable in-memory snapshot read without locks (tier 1) in front of
+//! a shared blob store (tier 2) that every agent of the fleet polls, with one source load per
+//! refresh interval for the whole fleet. The protocol, its guarantees and its costs are in
+//! `agent/docs/cache-protocol.md`; in short:
+//!
+//! - The blob tier holds a small manifest (version, content hash, fleet refresh state) and
+//!   content-addressed data objects. Agents read the manifest with If-None-Match every
+//!   `check_interval` and fetch data only when the hash changed, verifying it.
+//! - Refresh timing uses LOCAL monotonic deadlines only: an agent restarts its deadline when it
+//!   first sees a new refresh epoch in the manifest. When it passes, the agent claims the
+//!   refresh by compare-and-swap; the winner loads the source and publishes; a claim expires
+//!   `claim_ttl` after each observer first saw it, by the observer's own clock.
+//! - Versions only go up, per agent and across restarts (the on-disk snapshot is written before
+//!   a version is served); a strong read returns at least the blob's version or fails.
 
+pub mod blob;
+pub mod chaos;
+mod disk;
 pub mod http;
+pub mod localdir;
+pub mod manifest;
+pub mod source;
 
-/// One configured cache. (Filled in by the cache work.)
-pub struct Cache;
+use crate::context::{Context, Finding};
+use crate::series::{Gauge, SeriesKey};
+use arc_swap::ArcSwapOption;
+use blob::{BlobError, BlobStore, Fetched, PutCondition, PutOutcome, Tag};
+use bytes::Bytes;
+use manifest::{Claim, DataRef, Manifest, ManifestError};
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Counter, Histogram};
+use sha2::{Digest, Sha256};
+use source::{Source, SourceError};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use thiserror::Error;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// One immutable version of a cached document.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub version: u64,
+    /// Lower-case hex SHA-256 of `bytes`.
+    pub sha256: String,
+    pub bytes: Bytes,
+}
+
+impl Snapshot {
+    pub fn new(version: u64, bytes: Bytes) -> Self {
+        Self {
+            version,
+            sha256: hex::encode(Sha256::digest(&bytes)),
+            bytes,
+        }
+    }
+}
+
+/// Why a cache operation failed. [`CacheError::kind`] is the `kind` label of
+/// `lookout_cache_errors_total` and of the finding.
+#[derive(Debug, Error, Clone)]
+pub enum CacheError {
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    #[error("corrupt blob data: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("manifest names data {0} that is not in the blob store")]
+    MissingData(String),
+    #[error("{0}")]
+    Format(String),
+    #[error("lost a compare-and-swap on the manifest: {0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("no version of this cache exists yet")]
+    NoVersion,
+}
+
+impl CacheError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CacheError::Blob(BlobError::TooLarge { .. }) => "too_large",
+            CacheError::Blob(_) => "blob",
+            CacheError::Corrupt(_) => "corrupt",
+            CacheError::TooLarge(_) => "too_large",
+            CacheError::MissingData(_) => "missing_data",
+            CacheError::Format(_) => "format",
+            CacheError::Conflict(_) => "conflict",
+            CacheError::Source(SourceError::TooLarge { .. }) => "too_large",
+            CacheError::Source(_) => "source",
+            CacheError::NoVersion => "blob",
+        }
+    }
+}
+
+/// The tunables of one cache (from `[[cache]]`, or set directly by tests and benches).
+#[derive(Debug, Clone)]
+pub struct CacheOptions {
+    pub name: String,
+    pub check_interval: Duration,
+    pub refresh_interval: Duration,
+    pub claim_ttl: Duration,
+    pub max_size: u64,
+    pub source_timeout: Duration,
+    /// Where the on-disk snapshot lives; `None` = memory only.
+    pub local_dir: Option<PathBuf>,
+    /// This instance's identity in claims: host, pid and a random suffix.
+    pub owner: String,
+}
+
+impl CacheOptions {
+    pub fn from_config(cfg: &crate::config::CacheConfig, ctx: &Context) -> Self {
+        let source_timeout = cfg.source_timeout.get();
+        Self {
+            name: cfg.name.clone(),
+            check_interval: cfg.check_interval.get(),
+            refresh_interval: cfg.refresh_interval.get(),
+            claim_ttl: cfg.claim_ttl.map(|d| d.get()).unwrap_or(source_timeout * 3),
+            max_size: cfg.max_size,
+            source_timeout,
+            local_dir: Some(ctx.data_dir.join("cache").join(&cfg.name)),
+            owner: new_owner_id(&ctx.host),
+        }
+    }
+}
+
+/// A fresh claim identity: unique per process and instance, readable by people.
+pub fn new_owner_id(host: &str) -> String {
+    format!(
+        "{host}/{}/{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
+}
+
+/// The instruments of one cache.
+struct Metrics {
+    version: Gauge,
+    blob_version: Gauge,
+    lag: Gauge,
+    staleness: Gauge,
+    blob_up: Gauge,
+    loads: Counter<u64>,
+    errors: Counter<u64>,
+    refresh: Histogram<f64>,
+    totals: Mutex<HashMap<(&'static str, &'static str), u64>>,
+    /// The latest duration of each refresh phase, for benches and troubleshooting.
+    last_phase: Mutex<HashMap<&'static str, Duration>>,
+    last_finding: Mutex<HashMap<&'static str, Instant>>,
+}
+
+impl Metrics {
+    fn new(ctx: &Context) -> Self {
+        let g = |name, help, unit| ctx.series.gauge(&ctx.meter, name, help, unit);
+        Self {
+            version: g("lookout_cache_version", "Version this agent serves", ""),
+            blob_version: g(
+                "lookout_cache_blob_version",
+                "Latest version seen in the blob tier",
+                "",
+            ),
+            lag: g(
+                "lookout_cache_version_lag",
+                "Versions this agent is behind the blob tier",
+                "",
+            ),
+            staleness: g(
+                "lookout_cache_staleness_seconds",
+                "Local monotonic seconds since the last successful check against the blob tier",
+                "s",
+            ),
+            blob_up: g(
+                "lookout_cache_blob_up",
+                "1 when the last blob operation succeeded, 0 when failing",
+                "",
+            ),
+            loads: ctx
+                .meter
+                .u64_counter("lookout_cache_source_loads")
+                .with_description("Loads of the slow source, by outcome")
+                .build(),
+            errors: ctx
+                .meter
+                .u64_counter("lookout_cache_errors")
+                .with_description("Cache errors by kind")
+                .build(),
+            refresh: ctx
+                .meter
+                .f64_histogram("lookout_cache_refresh_duration_seconds")
+                .with_description("Refresh latency by phase: check, fetch, source, publish")
+                .with_unit("s")
+                .with_boundaries(crate::telemetry::LATENCY_BUCKETS.to_vec())
+                .build(),
+            totals: Mutex::new(HashMap::new()),
+            last_phase: Mutex::new(HashMap::new()),
+            last_finding: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// What the check loop last learned from the blob tier.
+#[derive(Debug, Clone, Default)]
+enum View {
+    /// Not read yet, or the blob tier is failing.
+    #[default]
+    Unknown,
+    /// No manifest: nothing was ever published.
+    Absent,
+    /// A manifest that does not parse: repaired by the next refresh.
+    Garbage(Tag),
+    /// A manifest of a format this agent does not know: left alone.
+    Future,
+    Valid(Tag, Manifest),
+}
+
+/// The check loop's private bookkeeping (local monotonic times only).
+#[derive(Default)]
+struct LoopState {
+    view: View,
+    /// The refresh epoch last seen, and when this agent first saw it.
+    epoch_seen: Option<(u64, Instant)>,
+    /// The claim nonce last seen, and when this agent first saw it.
+    claim_seen: Option<(String, Instant)>,
+    /// The blob needs a refresh regardless of the schedule: its data is missing or corrupt,
+    /// or it is behind the version this agent serves.
+    repair: bool,
+}
+
+/// One configured cache.
+pub struct Cache {
+    opts: CacheOptions,
+    blob: Arc<dyn BlobStore>,
+    source: Source,
+    current: ArcSwapOption<Snapshot>,
+    /// Serializes installs so the served version can only go up.
+    install: tokio::sync::Mutex<()>,
+    /// The newest manifest any read has seen, with its tag (for If-None-Match).
+    known: Mutex<Option<(Tag, Manifest)>>,
+    /// Nanoseconds after `started` of the last successful check (0 = never).
+    validated_at: AtomicU64,
+    started: Instant,
+    ctx: Context,
+    metrics: Metrics,
+}
+
+const ORDER: Ordering = Ordering::Relaxed;
+
+impl Cache {
+    pub fn new(
+        ctx: &Context,
+        opts: CacheOptions,
+        source: Source,
+        blob: Arc<dyn BlobStore>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            metrics: Metrics::new(ctx),
+            opts,
+            blob,
+            source,
+            current: ArcSwapOption::empty(),
+            install: tokio::sync::Mutex::new(()),
+            known: Mutex::new(None),
+            validated_at: AtomicU64::new(0),
+            started: Instant::now(),
+            ctx: ctx.clone(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.opts.name
+    }
+
+    pub fn options(&self) -> &CacheOptions {
+        &self.opts
+    }
+
+    /// The snapshot served now, from memory, without locks. `None` until a version exists.
+    pub fn get(&self) -> Option<Arc<Snapshot>> {
+        self.current.load_full()
+    }
+
+    /// Like [`Cache::get`] without touching the snapshot's reference count: the fastest read,
+    /// for callers that look at the bytes and let go.
+    pub fn peek(&self) -> arc_swap::Guard<Option<Arc<Snapshot>>> {
+        self.current.load()
+    }
+
+    /// Seconds since the last successful check against the blob tier (local monotonic clock);
+    /// since start when there was none.
+    pub fn staleness(&self) -> Duration {
+        let at = self.validated_at.load(ORDER);
+        let elapsed = self.started.elapsed();
+        elapsed.saturating_sub(Duration::from_nanos(at))
+    }
+
+    fn mark_validated(&self) {
+        let nanos = self.started.elapsed().as_nanos().max(1) as u64;
+        self.validated_at.fetch_max(nanos, ORDER);
+    }
+
+    fn manifest_key(&self) -> String {
+        format!("{}/manifest.json", self.opts.name)
+    }
+
+    fn data_prefix(&self) -> String {
+        format!("{}/data", self.opts.name)
+    }
+
+    fn data_key(&self, sha: &str) -> String {
+        format!("{}/data/{sha}", self.opts.name)
+    }
+
+    /// A read validated against the blob tier: the version returned is at least the one the
+    /// manifest names at the time of the read. Fails when the blob tier cannot confirm it.
+    pub async fn get_strong(&self) -> Result<Arc<Snapshot>, CacheError> {
+        let known = self.known.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let fetched = self
+            .blob
+            .get(
+                &self.manifest_key(),
+                known.as_ref().map(|(t, _)| t),
+                manifest::MAX_MANIFEST_BYTES,
+            )
+            .await;
+        let manifest = match fetched {
+            Err(e) => {
+                self.metrics.blob_up.set(&[("cache", self.name())], 0.0);
+                return Err(e.into());
+            }
+            Ok(Fetched::NotModified) => known.map(|(_, m)| m),
+            Ok(Fetched::NotFound) => None,
+            Ok(Fetched::Found { bytes, tag }) => {
+                let m = parse_manifest(&bytes)?;
+                self.remember(&tag, &m);
+                Some(m)
+            }
+        };
+        let current = self.get();
+        let needed = match manifest {
+            // Nothing published: what this agent has is the newest there is.
+            None => return current.ok_or(CacheError::NoVersion),
+            Some(m) => m,
+        };
+        if let Some(cur) = &current
+            && cur.version >= needed.version
+        {
+            self.mark_validated();
+            return Ok(cur.clone());
+        }
+        let Some(data) = &needed.data else {
+            return current.ok_or(CacheError::NoVersion);
+        };
+        let bytes = self.fetch_verified(data).await?;
+        let snap = Arc::new(Snapshot {
+            version: needed.version,
+            sha256: data.sha256.clone(),
+            bytes,
+        });
+        self.install(snap).await;
+        self.mark_validated();
+        self.get().ok_or(CacheError::NoVersion)
+    }
+
+    fn remember(&self, tag: &Tag, m: &Manifest) {
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        let newer = known
+            .as_ref()
+            .is_none_or(|(_, k)| (m.version, m.epoch) >= (k.version, k.epoch));
+        if newer {
+            *known = Some((tag.clone(), m.clone()));
+        }
+    }
+
+    /// Fetch a data object and verify size and hash; nothing unverified gets past here.
+    async fn fetch_verified(&self, data: &DataRef) -> Result<Bytes, CacheError> {
+        if data.size > self.opts.max_size {
+            return Err(CacheError::TooLarge(format!(
+                "manifest names {} bytes, above max_size {}",
+                data.size, self.opts.max_size
+            )));
+        }
+        let key = self.data_key(&data.sha256);
+        let span = tracing::debug_span!("cache_fetch", cache = %self.opts.name, sha256 = %data.sha256, size = data.size, outcome = tracing::field::Empty);
+        let t0 = Instant::now();
+        let res = async {
+            match self.blob.get(&key, None, data.size).await {
+                Ok(Fetched::Found { bytes, .. }) => {
+                    if bytes.len() as u64 != data.size {
+                        return Err(CacheError::Corrupt(format!(
+                            "data {} is {} bytes, the manifest says {}",
+                            data.sha256,
+                            bytes.len(),
+                            data.size
+                        )));
+                    }
+                    let sha = hex::encode(Sha256::digest(&bytes));
+                    if sha != data.sha256 {
+                        return Err(CacheError::Corrupt(format!(
+                            "data {} hashes to {sha}",
+                            data.sha256
+                        )));
+                    }
+                    Ok(bytes)
+                }
+                Ok(Fetched::NotFound) => Err(CacheError::MissingData(data.sha256.clone())),
+                Ok(Fetched::NotModified) => Err(CacheError::Blob(BlobError::Unavailable(
+                    "unexpected 304 on a data object".into(),
+                ))),
+                Err(BlobError::TooLarge { size, .. }) => Err(CacheError::Corrupt(format!(
+                    "data {} is {size} bytes or more, the manifest says {}",
+                    data.sha256, data.size
+                ))),
+                Err(e) => Err(e.into()),
+            }
+        }
+        .instrument(span.clone())
+        .await;
+        span.record("outcome", outcome_of(&res));
+        self.observe_phase("fetch", t0);
+        res
+    }
+
+    /// Make `snap` the served version if it is newer; persist it first (restart monotonicity).
+    async fn install(&self, snap: Arc<Snapshot>) -> bool {
+        let _guard = self.install.lock().await;
+        if let Some(cur) = self.current.load_full()
+            && cur.version >= snap.version
+        {
+            return false;
+        }
+        if let Some(dir) = &self.opts.local_dir {
+            let dir = dir.clone();
+            let to_save = snap.clone();
+            let saved = tokio::task::spawn_blocking(move || disk::save(&dir, &to_save)).await;
+            match saved {
+                Ok(Ok(())) => {}
+                // Serving the new version matters more than the restart guarantee for it;
+                // say so loudly.
+                Ok(Err(e)) => {
+                    tracing::error!(cache = %self.opts.name, "cannot write the local snapshot: {e}")
+                }
+                Err(e) => {
+                    tracing::error!(cache = %self.opts.name, "local snapshot task failed: {e}")
+                }
+            }
+        }
+        tracing::info!(cache = %self.opts.name, version = snap.version, sha256 = %snap.sha256, size = snap.bytes.len(), "serving a new version");
+        self.metrics
+            .version
+            .set(&[("cache", self.name())], snap.version as f64);
+        self.current.store(Some(snap));
+        true
+    }
+
+    /// The latest duration of each refresh phase this instance ran (`check`, `fetch`,
+    /// `source`, `publish`).
+    pub fn last_phase_durations(&self) -> HashMap<&'static str, Duration> {
+        self.metrics
+            .last_phase
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn observe_phase(&self, phase: &'static str, since: Instant) {
+        let took = since.elapsed();
+        self.metrics
+            .last_phase
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(phase, took);
+        self.metrics.refresh.record(
+            took.as_secs_f64(),
+            &[
+                KeyValue::new("cache", self.opts.name.clone()),
+                KeyValue::new("phase", phase),
+            ],
+        );
+    }
+
+    /// Count an error, mirror the running total into the series store, and report it as a
+    /// finding (at most once a minute per kind, so a long outage does not flood the log).
+    fn record_error(&self, err: &CacheError) {
+        let kind = err.kind();
+        let name = self.opts.name.as_str();
+        self.metrics.errors.add(
+            1,
+            &[
+                KeyValue::new("cache", self.opts.name.clone()),
+                KeyValue::new("kind", kind),
+            ],
+        );
+        let total = {
+            let mut t = self
+                .metrics
+                .totals
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let v = t.entry(("errors", kind)).or_insert(0);
+            *v += 1;
+            *v
+        };
+        self.ctx.series.record(
+            &SeriesKey::new(
+                "lookout_cache_errors_total",
+                &[("cache", name), ("kind", kind)],
+            ),
+            total as f64,
+        );
+        tracing::warn!(cache = %name, kind, "{err}");
+        let now = Instant::now();
+        let report = {
+            let mut last = self
+                .metrics
+                .last_finding
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let due = last
+                .get(kind)
+                .is_none_or(|t| now.duration_since(*t) >= Duration::from_secs(60));
+            if due {
+                last.insert(kind, now);
+            }
+            due
+        };
+        if report {
+            self.ctx.findings.push(
+                Finding::new("cache", kind, format!("cache {name}: {err}"))
+                    .label("cache", name)
+                    .detail(serde_json::json!({
+                        "served_version": self.get().map(|s| s.version),
+                        "blob": self.blob.describe(),
+                    })),
+            );
+        }
+    }
+
+    fn record_load(&self, ok: bool) {
+        let outcome = if ok { "ok" } else { "error" };
+        self.metrics.loads.add(
+            1,
+            &[
+                KeyValue::new("cache", self.opts.name.clone()),
+                KeyValue::new("outcome", outcome),
+            ],
+        );
+        let total = {
+            let mut t = self
+                .metrics
+                .totals
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let v = t.entry(("loads", outcome)).or_insert(0);
+            *v += 1;
+            *v
+        };
+        self.ctx.series.record(
+            &SeriesKey::new(
+                "lookout_cache_source_loads_total",
+                &[("cache", self.name()), ("outcome", outcome)],
+            ),
+            total as f64,
+        );
+    }
+
+    fn set_blob_up(&self, up: bool) {
+        self.metrics
+            .blob_up
+            .set(&[("cache", self.name())], if up { 1.0 } else { 0.0 });
+    }
+
+    /// Serve the on-disk snapshot, if any, before the blob tier answers (flagged stale).
+    async fn load_local(&self) {
+        let Some(dir) = self.opts.local_dir.clone() else {
+            return;
+        };
+        match tokio::task::spawn_blocking(move || disk::load(&dir)).await {
+            Ok(Ok(Some(snap))) => {
+                tracing::info!(cache = %self.opts.name, version = snap.version, "serving the local snapshot until the blob tier confirms it");
+                self.metrics
+                    .version
+                    .set(&[("cache", self.name())], snap.version as f64);
+                self.current.store(Some(Arc::new(snap)));
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(reason)) => {
+                self.record_error(&CacheError::Corrupt(reason));
+            }
+            Err(e) => tracing::error!(cache = %self.opts.name, "local snapshot task failed: {e}"),
+        }
+    }
+
+    /// Run the cache until `token` is cancelled: cold start from disk, then check the blob
+    /// tier every `check_interval` and refresh when due. `ready` is called once a version is
+    /// served.
+    pub async fn run(self: Arc<Self>, token: CancellationToken, ready: impl FnOnce() + Send) {
+        let mut ready = Some(ready);
+        self.load_local().await;
+        let mut st = LoopState::default();
+        loop {
+            if self.get().is_some()
+                && let Some(r) = ready.take()
+            {
+                r();
+            }
+            let started = Instant::now();
+            tokio::select! {
+                _ = token.cancelled() => break,
+                _ = self.check_once(&mut st) => {}
+            }
+            self.update_gauges(&st);
+            if self.get().is_some()
+                && let Some(r) = ready.take()
+            {
+                r();
+            }
+            let next = started + self.opts.check_interval;
+            tokio::select! {
+                _ = token.cancelled() => break,
+                _ = tokio::time::sleep_until(next) => {}
+            }
+        }
+        for g in [
+            &self.metrics.version,
+            &self.metrics.blob_version,
+            &self.metrics.lag,
+            &self.metrics.staleness,
+            &self.metrics.blob_up,
+        ] {
+            g.remove_where("cache", self.name());
+        }
+    }
+
+    fn update_gauges(&self, st: &LoopState) {
+        let name = self.name();
+        let served = self.get().map(|s| s.version).unwrap_or(0);
+        if let View::Valid(_, m) = &st.view {
+            self.metrics
+                .blob_version
+                .set(&[("cache", name)], m.version as f64);
+            self.metrics
+                .lag
+                .set(&[("cache", name)], m.version.saturating_sub(served) as f64);
+        }
+        self.metrics
+            .staleness
+            .set(&[("cache", name)], self.staleness().as_secs_f64());
+    }
+
+    /// One check against the blob tier, then a refresh if one is due.
+    async fn check_once(&self, st: &mut LoopState) {
+        let served = self.get();
+        let span = tracing::debug_span!(
+            "cache_check",
+            cache = %self.opts.name,
+            local_version = served.as_ref().map(|s| s.version).unwrap_or(0),
+            blob_version = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
+        let t0 = Instant::now();
+        let tag = match &st.view {
+            View::Valid(t, _) => Some(t.clone()),
+            _ => None,
+        };
+        let fetched = self
+            .blob
+            .get(
+                &self.manifest_key(),
+                tag.as_ref(),
+                manifest::MAX_MANIFEST_BYTES,
+            )
+            .instrument(span.clone())
+            .await;
+        self.observe_phase("check", t0);
+        let now = Instant::now();
+        match fetched {
+            Err(e) => {
+                span.record("outcome", "blob_error");
+                self.set_blob_up(false);
+                st.view = View::Unknown;
+                self.record_error(&e.into());
+                return;
+            }
+            Ok(Fetched::NotModified) => {
+                span.record("outcome", "not_modified");
+            }
+            Ok(Fetched::NotFound) => {
+                span.record("outcome", "absent");
+                st.view = View::Absent;
+            }
+            Ok(Fetched::Found { bytes, tag }) => match Manifest::parse(&bytes) {
+                Ok(m) => {
+                    span.record("outcome", "changed");
+                    self.remember(&tag, &m);
+                    st.view = View::Valid(tag, m);
+                }
+                Err(ManifestError::UnknownFormat(f)) => {
+                    span.record("outcome", "unknown_format");
+                    st.view = View::Future;
+                    self.set_blob_up(true);
+                    self.record_error(&CacheError::Format(format!(
+                        "manifest format {f} is newer than this agent understands ({}); keeping version {:?}",
+                        manifest::FORMAT,
+                        served.map(|s| s.version)
+                    )));
+                    return;
+                }
+                Err(ManifestError::Garbage(why)) => {
+                    span.record("outcome", "garbage_manifest");
+                    st.view = View::Garbage(tag);
+                    self.record_error(&CacheError::Corrupt(format!("manifest: {why}")));
+                }
+            },
+        }
+        self.set_blob_up(true);
+
+        // Bring the memory tier up to the manifest.
+        st.repair = matches!(st.view, View::Garbage(_));
+        let mut in_sync = matches!(st.view, View::Absent);
+        if let View::Valid(_, m) = &st.view {
+            span.record("blob_version", m.version);
+            if st.epoch_seen.as_ref().is_none_or(|(e, _)| *e != m.epoch) {
+                st.epoch_seen = Some((m.epoch, now));
+            }
+            match &m.claim {
+                Some(c) if st.claim_seen.as_ref().is_none_or(|(n, _)| *n != c.nonce) => {
+                    st.claim_seen = Some((c.nonce.clone(), now));
+                }
+                None => st.claim_seen = None,
+                _ => {}
+            }
+            let served = self.get();
+            let served_version = served.as_ref().map(|s| s.version).unwrap_or(0);
+            match &m.data {
+                Some(d) if m.version > served_version => match self.fetch_verified(d).await {
+                    Ok(bytes) => {
+                        self.install(Arc::new(Snapshot {
+                            version: m.version,
+                            sha256: d.sha256.clone(),
+                            bytes,
+                        }))
+                        .await;
+                        in_sync = true;
+                    }
+                    Err(e) => {
+                        if matches!(e.kind(), "corrupt" | "missing_data" | "too_large") {
+                            st.repair = true;
+                        }
+                        if e.kind() == "blob" {
+                            self.set_blob_up(false);
+                        }
+                        self.record_error(&e);
+                    }
+                },
+                Some(d) if m.version == served_version => {
+                    if served.is_some_and(|s| s.sha256 == d.sha256) {
+                        in_sync = true;
+                    } else {
+                        // Same version, other content: the blob was reset behind our back.
+                        st.repair = true;
+                    }
+                }
+                _ if m.version < served_version => {
+                    // The blob is behind what this agent served (wiped or restored): keep
+                    // serving ours, and republish above it.
+                    st.repair = true;
+                    in_sync = true;
+                }
+                _ => in_sync = true,
+            }
+        }
+        if in_sync {
+            self.mark_validated();
+        }
+        self.maybe_refresh(st).await;
+    }
+
+    /// How long after a refresh epoch the next refresh is due.
+    fn refresh_delay(&self, m: &Manifest, repair: bool) -> Duration {
+        let r = self.opts.refresh_interval;
+        if m.failures > 0 {
+            // Source failing: retry sooner than a full interval, backing off to it.
+            let base = (r / 4).max(self.opts.check_interval);
+            let factor = 1u32 << (m.failures - 1).min(8);
+            (base * factor).min(r)
+        } else if repair || m.version == 0 {
+            Duration::ZERO
+        } else {
+            r
+        }
+    }
+
+    async fn maybe_refresh(&self, st: &mut LoopState) {
+        let now = Instant::now();
+        let due = match &st.view {
+            View::Unknown | View::Future => false,
+            View::Absent | View::Garbage(_) => true,
+            View::Valid(_, m) => {
+                let since_epoch = st
+                    .epoch_seen
+                    .as_ref()
+                    .map(|(_, at)| now.duration_since(*at))
+                    .unwrap_or_default();
+                let due = since_epoch >= self.refresh_delay(m, st.repair);
+                match (&m.claim, &st.claim_seen) {
+                    // A claim is honoured until it has been visible for claim_ttl here;
+                    // after that its owner is presumed dead and anyone may take over.
+                    (Some(_), Some((_, seen))) => now.duration_since(*seen) >= self.opts.claim_ttl,
+                    _ => due,
+                }
+            }
+        };
+        if !due {
+            return;
+        }
+        let (base, cond) = match &st.view {
+            View::Valid(tag, m) => (m.clone(), PutCondition::Match(tag.clone())),
+            View::Garbage(tag) => (
+                self.manifest_from_served(),
+                PutCondition::Match(tag.clone()),
+            ),
+            _ => (self.manifest_from_served(), PutCondition::Create),
+        };
+        let mut claimed = base.clone();
+        claimed.claim = Some(Claim {
+            owner: self.opts.owner.clone(),
+            nonce: format!("{:016x}", rand::random::<u64>()),
+        });
+        claimed.writer = self.opts.owner.clone();
+        match self
+            .blob
+            .put(&self.manifest_key(), claimed.to_bytes(), cond)
+            .await
+        {
+            Err(e) => {
+                self.set_blob_up(false);
+                self.record_error(&e.into());
+            }
+            Ok(PutOutcome::Conflict) => {
+                // Another agent claimed or published first: the protocol working. Re-read
+                // next check.
+                tracing::debug!(cache = %self.opts.name, "lost the refresh claim race");
+                st.view = View::Unknown;
+            }
+            Ok(PutOutcome::Written(tag)) => {
+                let repair = st.repair;
+                self.refresh_as_claimer(st, base, tag, repair).await;
+            }
+        }
+    }
+
+    /// A manifest describing what this agent serves, used to replace a garbage or missing one.
+    fn manifest_from_served(&self) -> Manifest {
+        let mut m = Manifest::empty(&self.opts.owner);
+        if let Some(s) = self.get() {
+            m.version = s.version;
+            m.data = Some(DataRef {
+                sha256: s.sha256.clone(),
+                size: s.bytes.len() as u64,
+            });
+        }
+        m
+    }
+
+    /// This agent holds the claim: load the source once, upload the data if new, collect old
+    /// data, and publish with a compare-and-swap against the claim.
+    async fn refresh_as_claimer(
+        &self,
+        st: &mut LoopState,
+        base: Manifest,
+        claim_tag: Tag,
+        repair: bool,
+    ) {
+        let span = tracing::info_span!(
+            "cache_refresh",
+            cache = %self.opts.name,
+            source = self.source.kind(),
+            blob_version = base.version,
+            new_version = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
+        async {
+            let t_source = Instant::now();
+            let loaded = self
+                .source
+                .load(self.opts.source_timeout, self.opts.max_size)
+                .instrument(tracing::info_span!("cache_source", cache = %self.opts.name))
+                .await;
+            self.observe_phase("source", t_source);
+            self.record_load(loaded.is_ok());
+            let t_publish = Instant::now();
+            let mut next = base.clone();
+            next.claim = None;
+            next.epoch = base.epoch + 1;
+            next.writer = self.opts.owner.clone();
+            let bytes = match loaded {
+                Err(e) => {
+                    span.record("outcome", "source_error");
+                    self.record_error(&e.into());
+                    next.failures = base.failures.saturating_add(1);
+                    // Release the claim and tell the fleet when to retry.
+                    self.publish(st, next, claim_tag).await;
+                    return;
+                }
+                Ok(b) => b,
+            };
+            let sha = hex::encode(Sha256::digest(&bytes));
+            let served = self.get();
+            let blob_v = base.version;
+            let my_v = served.as_ref().map(|s| s.version).unwrap_or(0);
+            let top = blob_v.max(my_v);
+            let same_as_top = (blob_v == top
+                && base.data.as_ref().is_some_and(|d| d.sha256 == sha))
+                || (my_v == top && served.as_ref().is_some_and(|s| s.sha256 == sha));
+            let version = if same_as_top && top > 0 { top } else { top + 1 };
+            span.record("new_version", version);
+            let upload = repair || base.data.as_ref().is_none_or(|d| d.sha256 != sha);
+            if upload {
+                match self
+                    .blob
+                    .put(&self.data_key(&sha), bytes.clone(), PutCondition::Overwrite)
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e) => {
+                        span.record("outcome", "blob_error");
+                        self.set_blob_up(false);
+                        self.record_error(&e.into());
+                        // The claim stays; it expires by the others' clocks.
+                        return;
+                    }
+                }
+                self.collect_garbage(&sha, base.data.as_ref().map(|d| d.sha256.as_str()))
+                    .await;
+            }
+            next.version = version;
+            next.data = Some(DataRef {
+                sha256: sha.clone(),
+                size: bytes.len() as u64,
+            });
+            next.failures = 0;
+            if self.publish(st, next, claim_tag).await {
+                span.record("outcome", "published");
+                self.install(Arc::new(Snapshot {
+                    version,
+                    sha256: sha,
+                    bytes,
+                }))
+                .await;
+                self.mark_validated();
+            } else {
+                span.record("outcome", "conflict");
+            }
+            self.observe_phase("publish", t_publish);
+        }
+        .instrument(span.clone())
+        .await
+    }
+
+    /// Compare-and-swap the manifest from the claim to `next`. True when it was written.
+    async fn publish(&self, st: &mut LoopState, next: Manifest, claim_tag: Tag) -> bool {
+        match self
+            .blob
+            .put(
+                &self.manifest_key(),
+                next.to_bytes(),
+                PutCondition::Match(claim_tag),
+            )
+            .await
+        {
+            Ok(PutOutcome::Written(tag)) => {
+                self.remember(&tag, &next);
+                st.epoch_seen = Some((next.epoch, Instant::now()));
+                st.claim_seen = None;
+                st.view = View::Valid(tag, next);
+                true
+            }
+            Ok(PutOutcome::Conflict) => {
+                st.view = View::Unknown;
+                self.record_error(&CacheError::Conflict(format!(
+                    "version {} not published: this agent's claim expired and another agent wrote the manifest",
+                    next.version
+                )));
+                false
+            }
+            Err(e) => {
+                st.view = View::Unknown;
+                self.set_blob_up(false);
+                self.record_error(&e.into());
+                false
+            }
+        }
+    }
+
+    /// Delete data objects other than the new and the previous one. Runs under the claim, so
+    /// nobody is publishing concurrently; a reader still fetching an older object retries.
+    async fn collect_garbage(&self, keep: &str, previous: Option<&str>) {
+        let keys = match self.blob.list(&self.data_prefix()).await {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::debug!(cache = %self.opts.name, "garbage collection skipped: {e}");
+                return;
+            }
+        };
+        for key in keys {
+            let sha = key.rsplit('/').next().unwrap_or_default();
+            if sha == keep || Some(sha) == previous {
+                continue;
+            }
+            if let Err(e) = self.blob.delete(&key).await {
+                tracing::debug!(cache = %self.opts.name, key, "cannot delete old data: {e}");
+            } else {
+                tracing::debug!(cache = %self.opts.name, key, "deleted old data");
+            }
+        }
+    }
+}
+
+fn parse_manifest(bytes: &[u8]) -> Result<Manifest, CacheError> {
+    Manifest::parse(bytes).map_err(|e| match e {
+        ManifestError::UnknownFormat(_) => CacheError::Format(e.to_string()),
+        ManifestError::Garbage(_) => CacheError::Corrupt(e.to_string()),
+    })
+}
+
+fn outcome_of<T>(r: &Result<T, CacheError>) -> &'static str {
+    match r {
+        Ok(_) => "ok",
+        Err(e) => e.kind(),
+    }
+}
+
+/// Start every `[[cache]]` of `config`, publish them in `components.caches`, and hold a
+/// readiness gate per cache until it serves a version.
+pub fn start_all(
+    ctx: &Context,
+    config: &crate::config::Config,
+    components: &Arc<crate::daemon::Components>,
+    tasks: &mut tokio::task::JoinSet<()>,
+) {
+    let mut caches = std::collections::BTreeMap::new();
+    for cfg in &config.caches {
+        let gate = format!("cache:{}", cfg.name);
+        let default_blob = format!("file://{}", ctx.data_dir.join("blob").display());
+        let url = cfg.blob.clone().unwrap_or(default_blob);
+        let blob = match blob::open(&url, &cfg.blob_options) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(cache = %cfg.name, "cannot open the blob store: {e}");
+                ctx.readiness.wait_for(
+                    &gate,
+                    format!("cache {} cannot open its blob store: {e}", cfg.name),
+                );
+                continue;
+            }
+        };
+        ctx.readiness
+            .wait_for(&gate, format!("cache {} serves no version yet", cfg.name));
+        let opts = CacheOptions::from_config(cfg, ctx);
+        let source = Source::from_config(&cfg.source, components);
+        tracing::info!(cache = %cfg.name, blob = %blob.describe(), source = source.kind(), "cache starting");
+        let cache = Cache::new(ctx, opts, source, blob);
+        caches.insert(cfg.name.clone(), cache.clone());
+        let token = ctx.shutdown.clone();
+        let readiness = ctx.readiness.clone();
+        tasks.spawn(async move {
+            let r = readiness.clone();
+            let g = gate.clone();
+            cache.run(token, move || r.open(&g)).await;
+            readiness.forget(&gate);
+        });
+    }
+    components.caches.store(Arc::new(caches));
+}

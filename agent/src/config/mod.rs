@@ -155,21 +155,63 @@ fn default_cold_start_budget() -> Duration {
 
 /// How a watched service's process is found.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "lowercase", deny_unknown_fields)]
+#[serde(try_from = "RawMatch")]
 pub enum ProcessMatch {
     /// The basename of `/proc/PID/exe` (or `comm` when exe is unreadable).
     Exe(String),
-    /// A regex over the NUL-joined-by-space command line.
+    /// A regex over the command line, its arguments joined by spaces.
     Cmdline(Regex),
     Pidfile(PathBuf),
 }
 
+/// The TOML form of [`ProcessMatch`]: a table with exactly one key. A struct rather than an
+/// enum so that a bad value (say, a bad regex) is reported at the value, not at the table.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMatch {
+    exe: Option<String>,
+    cmdline: Option<Regex>,
+    pidfile: Option<PathBuf>,
+}
+
+impl TryFrom<RawMatch> for ProcessMatch {
+    type Error = String;
+    fn try_from(r: RawMatch) -> Result<Self, String> {
+        match (r.exe, r.cmdline, r.pidfile) {
+            (Some(e), None, None) => Ok(Self::Exe(e)),
+            (None, Some(c), None) => Ok(Self::Cmdline(c)),
+            (None, None, Some(p)) => Ok(Self::Pidfile(p)),
+            _ => Err("match needs exactly one of `exe`, `cmdline`, `pidfile`".into()),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "lowercase", deny_unknown_fields)]
+#[serde(try_from = "RawReady")]
 pub enum ReadyProbe {
     Tcp(HostPort),
     Http(HttpUrl),
     Exec(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReady {
+    tcp: Option<HostPort>,
+    http: Option<HttpUrl>,
+    exec: Option<Vec<String>>,
+}
+
+impl TryFrom<RawReady> for ReadyProbe {
+    type Error = String;
+    fn try_from(r: RawReady) -> Result<Self, String> {
+        match (r.tcp, r.http, r.exec) {
+            (Some(t), None, None) => Ok(Self::Tcp(t)),
+            (None, Some(h), None) => Ok(Self::Http(h)),
+            (None, None, Some(e)) => Ok(Self::Exec(e)),
+            _ => Err("ready needs exactly one of `tcp`, `http`, `exec`".into()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -208,12 +250,53 @@ fn default_source_timeout() -> Duration {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "lowercase", deny_unknown_fields, untagged)]
+#[serde(try_from = "RawSource")]
 pub enum CacheSource {
-    File { file: PathBuf },
-    Http { http: HttpUrl },
-    Command { command: Vec<String> },
-    Primary { primary: String, path: String },
+    File {
+        file: PathBuf,
+    },
+    Http {
+        http: HttpUrl,
+    },
+    Command {
+        command: Vec<String>,
+    },
+    /// Through the primary tracker of service `primary`, GET `path`.
+    Primary {
+        primary: String,
+        path: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    file: Option<PathBuf>,
+    http: Option<HttpUrl>,
+    command: Option<Vec<String>>,
+    primary: Option<String>,
+    path: Option<String>,
+}
+
+impl TryFrom<RawSource> for CacheSource {
+    type Error = String;
+    fn try_from(r: RawSource) -> Result<Self, String> {
+        match (r.file, r.http, r.command, r.primary, r.path) {
+            (Some(file), None, None, None, None) => Ok(Self::File { file }),
+            (None, Some(http), None, None, None) => Ok(Self::Http { http }),
+            (None, None, Some(command), None, None) => Ok(Self::Command { command }),
+            (None, None, None, Some(primary), Some(path)) if path.starts_with('/') => {
+                Ok(Self::Primary { primary, path })
+            }
+            (None, None, None, Some(_), _) => {
+                Err("source.primary needs a `path` starting with '/'".into())
+            }
+            _ => Err(
+                "source needs exactly one of `file`, `http`, `command`, or `primary` with `path`"
+                    .into(),
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -258,10 +341,30 @@ fn default_failover_statuses() -> Vec<u16> {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "lowercase", deny_unknown_fields)]
+#[serde(try_from = "RawDiscovery")]
 pub enum Discovery {
+    /// Ask any of these replicas `GET /primary`.
     Http(Vec<HttpUrl>),
+    /// The value of the etcd v3 election leader key.
     Etcd(EtcdDiscovery),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDiscovery {
+    http: Option<Vec<HttpUrl>>,
+    etcd: Option<EtcdDiscovery>,
+}
+
+impl TryFrom<RawDiscovery> for Discovery {
+    type Error = String;
+    fn try_from(r: RawDiscovery) -> Result<Self, String> {
+        match (r.http, r.etcd) {
+            (Some(h), None) => Ok(Self::Http(h)),
+            (None, Some(e)) => Ok(Self::Etcd(e)),
+            _ => Err("discovery needs exactly one of `http`, `etcd`".into()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

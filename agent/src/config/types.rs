@@ -69,18 +69,15 @@ impl<'de> Deserialize<'de> for Regex {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
         regex::Regex::new(&text).map(Self).map_err(|e| {
-            de::Error::custom(format!(
-                "invalid regex {text:?}: {}",
-                first_line(&e.to_string())
-            ))
+            de::Error::custom(format!("invalid regex {text:?}: {}", gist(&e.to_string())))
         })
     }
 }
 
-fn first_line(s: &str) -> String {
+/// The regex crate's messages span several lines; the last non-empty one says what is wrong.
+fn gist(s: &str) -> String {
     s.lines()
-        .filter(|l| !l.trim().is_empty())
-        .last()
+        .rfind(|l| !l.trim().is_empty())
         .unwrap_or(s)
         .trim()
         .to_string()

@@ -24,8 +24,8 @@ pub struct HostProbe {
     disk: Gauge,
     build_info: Gauge,
     process: ProbeMetrics,
-    last_net: Option<(u64, u64, Instant)>,
-    last_disk: Option<(u64, u64, Instant)>,
+    net_rate: PairRate,
+    disk_rate: PairRate,
     last_self_cpu: Option<(u64, Instant)>,
 }
 
@@ -92,8 +92,8 @@ impl HostProbe {
                 "",
             ),
             process,
-            last_net: None,
-            last_disk: None,
+            net_rate: PairRate::default(),
+            disk_rate: PairRate::default(),
             last_self_cpu: None,
         }
     }
@@ -129,31 +129,12 @@ impl HostProbe {
             self.load.set(&[("period", "5m")], load.five);
             self.load.set(&[("period", "15m")], load.fifteen);
         }
-        if let Some((rx, tx)) = read_net_bytes() {
-            let now = Instant::now();
-            if let Some((prx, ptx, at)) = self.last_net {
-                let dt = now.duration_since(at).as_secs_f64();
-                if dt > 0.0 && rx >= prx && tx >= ptx {
-                    self.net
-                        .set(&[("direction", "receive")], (rx - prx) as f64 / dt);
-                    self.net
-                        .set(&[("direction", "transmit")], (tx - ptx) as f64 / dt);
-                }
-            }
-            self.last_net = Some((rx, tx, now));
+        if let Some(bytes) = read_net_bytes() {
+            self.net_rate
+                .update(&self.net, ["receive", "transmit"], bytes);
         }
-        if let Some((r, w)) = read_disk_bytes() {
-            let now = Instant::now();
-            if let Some((pr, pw, at)) = self.last_disk {
-                let dt = now.duration_since(at).as_secs_f64();
-                if dt > 0.0 && r >= pr && w >= pw {
-                    self.disk
-                        .set(&[("direction", "read")], (r - pr) as f64 / dt);
-                    self.disk
-                        .set(&[("direction", "write")], (w - pw) as f64 / dt);
-                }
-            }
-            self.last_disk = Some((r, w, now));
+        if let Some(bytes) = read_disk_bytes() {
+            self.disk_rate.update(&self.disk, ["read", "write"], bytes);
         }
         self.tick_self();
     }
@@ -171,6 +152,33 @@ impl HostProbe {
         self.last_self_cpu = Some((snap.cpu_ticks, now));
         self.process
             .record_process(SELF_SERVICE, &snap, cpu, None, None);
+    }
+}
+
+/// Per-second rates of two byte counters read together (in/out), labelled by direction.
+/// A counter that went backwards (a reset) skips one sample rather than report a negative rate.
+#[derive(Default)]
+struct PairRate {
+    last: Option<((u64, u64), Instant)>,
+}
+
+impl PairRate {
+    fn update(&mut self, gauge: &Gauge, directions: [&str; 2], now_bytes: (u64, u64)) {
+        let now = Instant::now();
+        if let Some(((a0, b0), at)) = self.last {
+            let dt = now.duration_since(at).as_secs_f64();
+            if dt > 0.0 && now_bytes.0 >= a0 && now_bytes.1 >= b0 {
+                gauge.set(
+                    &[("direction", directions[0])],
+                    (now_bytes.0 - a0) as f64 / dt,
+                );
+                gauge.set(
+                    &[("direction", directions[1])],
+                    (now_bytes.1 - b0) as f64 / dt,
+                );
+            }
+        }
+        self.last = Some((now_bytes, now));
     }
 }
 

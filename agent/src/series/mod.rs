@@ -121,6 +121,23 @@ impl SeriesStore {
         );
     }
 
+    /// Record a sample at an explicit store time, for unit tests that replay a timeline
+    /// (the alert rules' `for` durations and windows). Times of one series must not go back.
+    #[cfg(test)]
+    pub(crate) fn record_at(&self, key: &SeriesKey, t: f32, value: f64) {
+        let sample = Sample { t, v: value as f32 };
+        let mut map = self.series.write().unwrap_or_else(|p| p.into_inner());
+        let s = map.entry(key.clone()).or_insert_with(|| Series {
+            ring: VecDeque::with_capacity(self.capacity),
+            latest: value,
+        });
+        if s.ring.len() == self.capacity {
+            s.ring.pop_front();
+        }
+        s.ring.push_back(sample);
+        s.latest = value;
+    }
+
     pub fn remove(&self, key: &SeriesKey) {
         self.series
             .write()

@@ -1,0 +1,697 @@
+//! Unit tests of the rules and the engine, driven by writing the signals' series into a real
+//! [`SeriesStore`] along a replayed timeline: every agent rule is fired by its own scenario
+//! (and the coverage test checks that no alert name is left without one), plus `for`,
+//! hysteresis, re-send, resolution, overrides, inhibition, persistence and the quiet defaults
+//! on a healthy busy host.
+
+use super::engine::{Engine, Notice, RESOLVED_RESEND_FOR, Stamp, configured_rules};
+use super::names::*;
+use super::rules::{EvalInput, Facts, series};
+use crate::config::{AlertRuleConfig, AlertsConfig, Duration, Severity};
+use crate::context::Finding;
+use crate::series::{SeriesKey, SeriesStore};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+const HISTORY: usize = 600;
+
+struct Harness {
+    store: Arc<SeriesStore>,
+    engine: Engine,
+    facts: Facts,
+    findings: Vec<Finding>,
+}
+
+fn stamp() -> Stamp {
+    Stamp {
+        host: "web-17".into(),
+        runbook_base: "http://127.0.0.1:9464/runbooks/".into(),
+        generator_url: "http://127.0.0.1:9464/api/v1/alerts".into(),
+        resend_secs: 60.0,
+    }
+}
+
+impl Harness {
+    fn new(config: &AlertsConfig) -> Self {
+        let mut facts = Facts::default();
+        facts.cold_start_budget.insert("api".into(), 60.0);
+        facts.check_interval.insert("fleet".into(), 5.0);
+        Self {
+            store: SeriesStore::new(HISTORY),
+            engine: Engine::new(configured_rules(config), stamp()),
+            facts,
+            findings: Vec::new(),
+        }
+    }
+
+    fn set(&self, name: &str, labels: &[(&str, &str)], t: f64, v: f64) {
+        self.store
+            .record_at(&SeriesKey::new(name, labels), t as f32, v);
+    }
+
+    fn eval(&mut self, t: f64) -> Vec<Notice> {
+        let input = EvalInput {
+            series: &self.store,
+            now: t,
+            history: HISTORY,
+            facts: &self.facts,
+            findings: &self.findings,
+        };
+        self.engine.evaluate(&input, SystemTime::now())
+    }
+}
+
+fn firing<'a>(notices: &'a [Notice], name: &str) -> Option<&'a Notice> {
+    notices
+        .iter()
+        .find(|n| n.labels["alertname"] == name && !n.is_resolved())
+}
+
+/// One scenario per agent rule: writes the series (at time `t`) that make its condition hold,
+/// and the subject label it must carry.
+type Scenario = (
+    &'static str,
+    fn(&mut Harness, f64),
+    (&'static str, &'static str),
+);
+
+fn scenarios() -> Vec<Scenario> {
+    vec![
+        (
+            THREAD_COUNT_ABOVE_EXPECTED,
+            |h, t| {
+                h.set(series::THREADS, &[("service", "api")], t, 620.0);
+                h.set(
+                    series::THREAD_LIMIT,
+                    &[("service", "api"), ("kind", "expected")],
+                    t,
+                    500.0,
+                );
+            },
+            ("service", "api"),
+        ),
+        (
+            THREAD_LIMIT_NEAR,
+            |h, t| {
+                h.set(series::THREADS, &[("service", "api")], t, 3900.0);
+                h.set(
+                    series::THREAD_LIMIT,
+                    &[("service", "api"), ("kind", "rlimit_nproc")],
+                    t,
+                    4096.0,
+                );
+            },
+            ("service", "api"),
+        ),
+        (
+            THREAD_LEAK_SUSPECTED,
+            |h, t| {
+                // +0.5 thread/s from 100 towards an expected maximum of 1000 (far from it now).
+                h.set(
+                    series::THREADS,
+                    &[("service", "api")],
+                    t,
+                    100.0 + 0.5 * t.min(1200.0),
+                );
+                h.set(
+                    series::THREAD_LIMIT,
+                    &[("service", "api"), ("kind", "expected")],
+                    t,
+                    1000.0,
+                );
+            },
+            ("service", "api"),
+        ),
+        (
+            COLD_START_SLOW,
+            |h, t| {
+                h.set(series::LAST_COLD_START, &[("service", "api")], t, 95.0);
+            },
+            ("service", "api"),
+        ),
+        (
+            SERVICE_STUCK_INITIALIZING,
+            |h, t| {
+                h.set(series::INITIALIZING, &[("service", "api")], t, 30.0 + t);
+            },
+            ("service", "api"),
+        ),
+        (
+            CACHE_VERSION_LAG,
+            |h, t| {
+                h.set(series::CACHE_VERSION_LAG, &[("cache", "fleet")], t, 2.0);
+            },
+            ("cache", "fleet"),
+        ),
+        (
+            CACHE_STALE,
+            |h, t| {
+                h.set(series::CACHE_STALENESS, &[("cache", "fleet")], t, 20.0 + t);
+            },
+            ("cache", "fleet"),
+        ),
+        (
+            CACHE_SOURCE_FAILING,
+            |h, t| {
+                // Loads worked before the story starts, then every retry fails.
+                h.set(
+                    series::CACHE_SOURCE_LOADS,
+                    &[("cache", "fleet"), ("outcome", "ok")],
+                    t,
+                    12.0,
+                );
+                h.set(
+                    series::CACHE_SOURCE_LOADS,
+                    &[("cache", "fleet"), ("outcome", "error")],
+                    t,
+                    (t / 30.0).floor(),
+                );
+            },
+            ("cache", "fleet"),
+        ),
+        (
+            CACHE_BLOB_UNAVAILABLE,
+            |h, t| {
+                h.set(series::CACHE_BLOB_UP, &[("cache", "fleet")], t, 0.0);
+            },
+            ("cache", "fleet"),
+        ),
+        (
+            CACHE_CORRUPT_BLOB,
+            |h, t| {
+                h.set(
+                    series::CACHE_ERRORS,
+                    &[("cache", "fleet"), ("kind", "corrupt")],
+                    t,
+                    if t > 0.0 { 1.0 } else { 0.0 },
+                );
+            },
+            ("cache", "fleet"),
+        ),
+        (
+            PRIMARY_UNAVAILABLE,
+            |h, t| {
+                h.set(series::PRIMARY_UP, &[("service", "configsvc")], t, 0.0);
+            },
+            ("service", "configsvc"),
+        ),
+        (
+            PRIMARY_FLAPPING,
+            |h, t| {
+                h.set(
+                    series::PRIMARY_CHANGES,
+                    &[("service", "configsvc")],
+                    t,
+                    (t / 20.0).floor(),
+                );
+            },
+            ("service", "configsvc"),
+        ),
+        (
+            TRACKER_THROTTLING,
+            |h, t| {
+                h.set(series::TRACKER_THROTTLED, &[("service", "configsvc")], t, t);
+            },
+            ("service", "configsvc"),
+        ),
+        (
+            ANOMALY_DETECTED,
+            |h, t| {
+                if h.findings.is_empty() {
+                    let mut f = Finding::new("anomaly", "anomaly_event", "host anomaly event").detail(
+                    serde_json::json!({"top": [{"metric": "system_cpu_utilization", "score": 0.97}], "rate": 0.2}),
+                );
+                    f.seq = 1;
+                    h.findings.push(f);
+                }
+                h.set(series::ANOMALY_EVENT, &[], t, 1.0);
+            },
+            ("host", "web-17"),
+        ),
+        (
+            TIMEOUT_BUG_SUSPECTED,
+            |h, t| {
+                h.set(
+                    series::TIMEOUT_SUSPECTS,
+                    &[("service", "api"), ("kind", "missing_timeout")],
+                    t,
+                    2.0,
+                );
+            },
+            ("service", "api"),
+        ),
+        (
+            TIMEOUT_STORM,
+            |h, t| {
+                h.set(
+                    series::TIMEOUT_SUSPECTS,
+                    &[("service", "api"), ("kind", "missing_timeout")],
+                    t,
+                    6.0,
+                );
+                h.set(
+                    series::TIMEOUT_SUSPECTS,
+                    &[("service", "api"), ("kind", "too_small_timeout")],
+                    t,
+                    5.0,
+                );
+            },
+            ("service", "api"),
+        ),
+        (
+            TIMEOUT_TOO_LARGE,
+            |h, t| {
+                h.set(
+                    series::TIMEOUT_SUSPECTS,
+                    &[("service", "api"), ("kind", "too_large_timeout")],
+                    t,
+                    1.0,
+                );
+            },
+            ("service", "api"),
+        ),
+    ]
+}
+
+/// Replay a scenario in 10 s steps; the time of the first firing notice of `name`.
+fn fire(name: &str, setup: fn(&mut Harness, f64), h: &mut Harness) -> Option<(f64, Notice)> {
+    let mut t = 0.0;
+    while t <= 3000.0 {
+        setup(h, t);
+        if let Some(n) = firing(&h.eval(t), name) {
+            return Some((t, n.clone()));
+        }
+        t += 10.0;
+    }
+    None
+}
+
+#[test]
+fn every_agent_alert_has_a_rule_and_a_scenario_that_fires_it() {
+    let rules = configured_rules(&AlertsConfig::default());
+    let scenarios = scenarios();
+    for name in ALL.iter().filter(|n| **n != LOOKOUT_AGENT_DOWN) {
+        assert!(
+            rules.iter().any(|r| r.def.name == *name),
+            "{name} has no agent rule"
+        );
+        assert!(
+            scenarios.iter().any(|s| s.0 == *name),
+            "{name} has no firing scenario"
+        );
+    }
+    assert!(
+        !rules.iter().any(|r| r.def.name == LOOKOUT_AGENT_DOWN),
+        "agent cannot report its own death"
+    );
+}
+
+#[test]
+fn each_scenario_fires_its_alert_after_for_with_labels_and_runbook() {
+    let rules = configured_rules(&AlertsConfig::default());
+    for (name, setup, (label, value)) in scenarios() {
+        let rule = rules.iter().find(|r| r.def.name == name).unwrap();
+        let mut h = Harness::new(&AlertsConfig::default());
+        let (at, n) = fire(name, setup, &mut h).unwrap_or_else(|| panic!("{name} never fired"));
+        assert!(
+            at >= rule.for_secs,
+            "{name} fired at {at}s, before its for of {}s",
+            rule.for_secs
+        );
+        assert!(at <= rule.for_secs + 700.0, "{name} took {at}s to fire");
+        assert_eq!(n.labels["severity"], rule.severity.as_str(), "{name}");
+        assert_eq!(n.labels["host"], "web-17", "{name}");
+        assert_eq!(n.labels[label], value, "{name}: subject label");
+        assert_eq!(
+            n.annotations["runbook_url"],
+            format!("http://127.0.0.1:9464/runbooks/{name}")
+        );
+        assert!(!n.annotations["summary"].is_empty(), "{name}");
+        assert!(
+            n.annotations["description"].contains("web-17"),
+            "{name}: description says where"
+        );
+        assert!(
+            n.annotations["description"].contains("firing since"),
+            "{name}: and since when"
+        );
+        assert!(!n.starts_at.is_empty() && n.ends_at.is_none());
+    }
+}
+
+#[test]
+fn disabled_rule_never_fires() {
+    for (name, setup, _) in scenarios() {
+        let mut config = AlertsConfig::default();
+        config.rules.insert(
+            name.to_string(),
+            AlertRuleConfig {
+                enabled: Some(false),
+                ..Default::default()
+            },
+        );
+        let mut h = Harness::new(&config);
+        assert!(
+            fire(name, setup, &mut h).is_none(),
+            "{name} fired while disabled"
+        );
+    }
+}
+
+#[test]
+fn overrides_change_for_severity_and_threshold() {
+    let mut config = AlertsConfig::default();
+    config.rules.insert(
+        THREAD_COUNT_ABOVE_EXPECTED.into(),
+        AlertRuleConfig {
+            for_: Some(Duration::from_secs(20)),
+            severity: Some(Severity::Page),
+            threshold: Some(1.5),
+            ..Default::default()
+        },
+    );
+    let mut h = Harness::new(&config);
+    // 620 > 500 but not > 1.5 × 500: the raised threshold keeps it quiet.
+    let (_, setup, _) = scenarios()
+        .into_iter()
+        .find(|s| s.0 == THREAD_COUNT_ABOVE_EXPECTED)
+        .unwrap();
+    assert!(fire(THREAD_COUNT_ABOVE_EXPECTED, setup, &mut h).is_none());
+    let mut h = Harness::new(&config);
+    let (at, n) = fire(
+        THREAD_COUNT_ABOVE_EXPECTED,
+        |h, t| {
+            h.set(series::THREADS, &[("service", "api")], t, 800.0);
+            h.set(
+                series::THREAD_LIMIT,
+                &[("service", "api"), ("kind", "expected")],
+                t,
+                500.0,
+            );
+        },
+        &mut h,
+    )
+    .unwrap();
+    assert_eq!(at, 20.0);
+    assert_eq!(n.labels["severity"], "page");
+}
+
+#[test]
+fn pending_that_clears_never_fires_and_resend_resolve_follow_prometheus() {
+    let mut h = Harness::new(&AlertsConfig::default());
+    let key = [("cache", "fleet")];
+    // Blob down for 60 s only (for = 120 s): never fires.
+    for t in (0..=60).step_by(10) {
+        h.set(series::CACHE_BLOB_UP, &key, t as f64, 0.0);
+        assert!(h.eval(t as f64).is_empty());
+    }
+    h.set(series::CACHE_BLOB_UP, &key, 70.0, 1.0);
+    assert!(h.eval(70.0).is_empty());
+    // Down again from 100 s: fires at 220 s, re-sent every 60 s, not in between.
+    let mut sent = Vec::new();
+    let mut first_starts_at = String::new();
+    for t in (100..=400).step_by(10) {
+        h.set(series::CACHE_BLOB_UP, &key, t as f64, 0.0);
+        if let Some(n) = firing(&h.eval(t as f64), CACHE_BLOB_UNAVAILABLE) {
+            sent.push(t);
+            first_starts_at = n.starts_at.clone();
+        }
+    }
+    assert_eq!(sent, [220, 280, 340, 400]);
+    // Recovers at 410: keep_firing_for (60 s) holds it, a blip back down does not re-page.
+    let mut resolved_sends = Vec::new();
+    let mut t = 410.0;
+    while t < 500.0 + RESOLVED_RESEND_FOR + 300.0 {
+        let up = if t == 440.0 { 0.0 } else { 1.0 };
+        h.set(series::CACHE_BLOB_UP, &key, t, up);
+        let notices = h.eval(t);
+        // Held firing (and re-sent) until resolution; never a second alert after it.
+        if let Some(n) = firing(&notices, CACHE_BLOB_UNAVAILABLE) {
+            assert!(t < 500.0, "firing again at {t}");
+            assert_eq!(n.starts_at, first_starts_at);
+        }
+        if let Some(n) = notices.iter().find(|n| n.is_resolved()) {
+            assert!(n.ends_at.as_deref().unwrap() >= n.starts_at.as_str());
+            resolved_sends.push(t);
+        }
+        t += 10.0;
+    }
+    // Resolved keep_firing_for (60 s) after the last bad sample (440), then re-sent every
+    // resend interval for 15 minutes: 500, 560, ..., 1400.
+    let expected: Vec<f64> = (0..=15).map(|i| 500.0 + 60.0 * i as f64).collect();
+    assert_eq!(resolved_sends, expected);
+}
+
+#[test]
+fn throttling_is_held_back_while_its_primary_is_unavailable() {
+    let mut h = Harness::new(&AlertsConfig::default());
+    let svc = [("service", "configsvc")];
+    let other = [("service", "billing")];
+    let mut throttling_for = Vec::new();
+    for t in (0..=120).step_by(10) {
+        let t = t as f64;
+        h.set(series::PRIMARY_UP, &svc, t, 0.0);
+        h.set(series::TRACKER_THROTTLED, &svc, t, t);
+        h.set(series::PRIMARY_UP, &other, t, 1.0);
+        h.set(series::TRACKER_THROTTLED, &other, t, t);
+        for n in h.eval(t) {
+            if n.labels["alertname"] == TRACKER_THROTTLING
+                && !n.is_resolved()
+                && !throttling_for.contains(&n.labels["service"])
+            {
+                throttling_for.push(n.labels["service"].clone());
+            }
+        }
+    }
+    // The other service, whose primary is fine, still gets its ticket.
+    assert_eq!(throttling_for, ["billing"]);
+    let active = h.engine.active();
+    let held = active
+        .iter()
+        .find(|a| {
+            a.notice.labels["alertname"] == TRACKER_THROTTLING
+                && a.notice.labels["service"] == "configsvc"
+        })
+        .expect("held-back alert is listed");
+    assert_eq!(held.status.state, "suppressed");
+    assert_eq!(held.status.inhibited_by, [PRIMARY_UNAVAILABLE]);
+    assert!(!held.notice.starts_at.is_empty());
+    assert!(held.notice.annotations["description"].contains("held back"));
+    // The primary comes back; throttling persists: now it may fire.
+    let mut fired = false;
+    for t in (130..=200).step_by(10) {
+        let t = t as f64;
+        h.set(series::PRIMARY_UP, &svc, t, 1.0);
+        h.set(series::TRACKER_THROTTLED, &svc, t, t);
+        fired |= h.eval(t).iter().any(|n| {
+            n.labels["alertname"] == TRACKER_THROTTLING
+                && n.labels["service"] == "configsvc"
+                && !n.is_resolved()
+        });
+    }
+    assert!(fired);
+}
+
+#[test]
+fn healthy_busy_host_raises_nothing() {
+    let mut h = Harness::new(&AlertsConfig::default());
+    let mut t = 0.0;
+    while t <= 3600.0 {
+        // Busy: CPU at 95 %, threads swinging between 300 and 480 under a 500 expected
+        // maximum, a rising-then-falling daily-ish pattern, caches current, primary known.
+        let wave = ((t / 600.0) * std::f64::consts::TAU).sin();
+        h.set(
+            series::THREADS,
+            &[("service", "api")],
+            t,
+            390.0 + 90.0 * wave,
+        );
+        h.set(
+            series::THREAD_LIMIT,
+            &[("service", "api"), ("kind", "expected")],
+            t,
+            500.0,
+        );
+        h.set(
+            series::THREAD_LIMIT,
+            &[("service", "api"), ("kind", "rlimit_nproc")],
+            t,
+            62_000.0,
+        );
+        h.set(series::SYSTEM_THREADS, &[], t, 2_400.0);
+        h.set(
+            series::SYSTEM_THREAD_LIMIT,
+            &[("kind", "threads_max")],
+            t,
+            126_000.0,
+        );
+        h.set(
+            series::SYSTEM_THREAD_LIMIT,
+            &[("kind", "pid_max")],
+            t,
+            4_194_304.0,
+        );
+        h.set("system_cpu_utilization", &[], t, 0.95);
+        h.set(series::LAST_COLD_START, &[("service", "api")], t, 12.0);
+        h.set(series::INITIALIZING, &[("service", "api")], t, 0.0);
+        h.set(series::CACHE_VERSION_LAG, &[("cache", "fleet")], t, 0.0);
+        h.set(series::CACHE_STALENESS, &[("cache", "fleet")], t, t % 5.0);
+        h.set(series::CACHE_BLOB_UP, &[("cache", "fleet")], t, 1.0);
+        h.set(
+            series::CACHE_SOURCE_LOADS,
+            &[("cache", "fleet"), ("outcome", "ok")],
+            t,
+            (t / 300.0).floor(),
+        );
+        h.set(series::PRIMARY_UP, &[("service", "configsvc")], t, 1.0);
+        h.set(series::PRIMARY_CHANGES, &[("service", "configsvc")], t, 1.0);
+        h.set(
+            series::TRACKER_THROTTLED,
+            &[("service", "configsvc")],
+            t,
+            0.0,
+        );
+        h.set(series::ANOMALY_EVENT, &[], t, 0.0);
+        h.set(
+            series::TIMEOUT_SUSPECTS,
+            &[("service", "api"), ("kind", "missing_timeout")],
+            t,
+            0.0,
+        );
+        let notices = h.eval(t);
+        assert!(notices.is_empty(), "at {t}s: {notices:?}");
+        t += 10.0;
+    }
+    assert!(h.engine.active().is_empty());
+}
+
+#[test]
+fn host_wide_thread_limit_is_watched_too() {
+    let mut h = Harness::new(&AlertsConfig::default());
+    let (_, n) = fire(
+        THREAD_LIMIT_NEAR,
+        |h, t| {
+            h.set(series::SYSTEM_THREADS, &[], t, 30_000.0);
+            h.set(
+                series::SYSTEM_THREAD_LIMIT,
+                &[("kind", "threads_max")],
+                t,
+                126_000.0,
+            );
+            h.set(
+                series::SYSTEM_THREAD_LIMIT,
+                &[("kind", "pid_max")],
+                t,
+                32_768.0,
+            );
+        },
+        &mut h,
+    )
+    .unwrap();
+    assert_eq!(n.labels["scope"], "host");
+    assert!(
+        n.annotations["summary"].contains("32768"),
+        "{}",
+        n.annotations["summary"]
+    );
+}
+
+#[test]
+fn a_noisy_flat_thread_count_is_no_leak() {
+    let mut h = Harness::new(&AlertsConfig::default());
+    let fired = fire(
+        THREAD_LEAK_SUSPECTED,
+        |h, t| {
+            let jitter = if (t as i64 / 10) % 2 == 0 {
+                40.0
+            } else {
+                -40.0
+            };
+            h.set(series::THREADS, &[("service", "api")], t, 300.0 + jitter);
+            h.set(
+                series::THREAD_LIMIT,
+                &[("service", "api"), ("kind", "expected")],
+                t,
+                500.0,
+            );
+        },
+        &mut h,
+    );
+    assert!(fired.is_none());
+}
+
+#[test]
+fn firing_alerts_continue_after_a_restart_and_resolve_when_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let config = AlertsConfig::default();
+    let mut h = Harness::new(&config);
+    h.engine = Engine::new(configured_rules(&config), stamp()).with_state_file(state.clone(), 0.0);
+    h.set(series::LAST_COLD_START, &[("service", "api")], 0.0, 95.0);
+    let first = firing(&h.eval(0.0), COLD_START_SLOW).unwrap().clone();
+
+    // A new process: the alert is still active with its original startsAt, and since the
+    // condition is gone in the new store, it resolves (keep_firing_for 0) with that startsAt.
+    let mut h2 = Harness::new(&config);
+    h2.engine = Engine::new(configured_rules(&config), stamp()).with_state_file(state, 5.0);
+    assert_eq!(h2.engine.active().len(), 1);
+    assert_eq!(h2.engine.active()[0].notice.starts_at, first.starts_at);
+    let notices = h2.eval(5.0);
+    let resolved = notices
+        .iter()
+        .find(|n| n.is_resolved())
+        .expect("resolution sent");
+    assert_eq!(resolved.starts_at, first.starts_at);
+    assert_eq!(resolved.labels, first.labels);
+}
+
+#[test]
+fn timeout_findings_enrich_the_description() {
+    let mut h = Harness::new(&AlertsConfig::default());
+    let mut f = Finding::new("timeout", "missing_timeout", "api blocked in recvfrom")
+        .label("service", "api")
+        .detail(
+            serde_json::json!({"pid": 42, "verdict": "missing_timeout", "findings": [
+            {"kind": "missing_timeout", "tid": 4242, "syscall": "recvfrom", "timeout": "infinite",
+             "blocked_seconds": 95.0, "peer": "10.0.0.7:5432", "detail": ""}]}),
+        );
+    f.seq = 1;
+    h.findings.push(f);
+    let (_, setup, _) = scenarios()
+        .into_iter()
+        .find(|s| s.0 == TIMEOUT_BUG_SUSPECTED)
+        .unwrap();
+    let (_, n) = fire(TIMEOUT_BUG_SUSPECTED, setup, &mut h).unwrap();
+    let d = &n.annotations["description"];
+    assert!(
+        d.contains("4242") && d.contains("recvfrom") && d.contains("10.0.0.7:5432"),
+        "{d}"
+    );
+}
+
+#[test]
+fn the_defaults_table_of_alerts_readme_matches_the_rules() {
+    let readme = include_str!("../../../alerts/README.md");
+    let fmt = |secs: f64| match secs as u64 {
+        0 => "0s".to_string(),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    };
+    for r in configured_rules(&AlertsConfig::default()) {
+        let d = &r.def;
+        let row = format!(
+            "| [{0}](runbooks/{0}.md) | {1} | {2} | {3} | {4} | {5} |",
+            d.name,
+            d.severity.as_str(),
+            fmt(d.for_secs),
+            fmt(d.keep_firing_for_secs),
+            d.threshold,
+            d.threshold_meaning
+        );
+        assert!(
+            readme.contains(&row),
+            "alerts/README.md lacks or misstates:\n{row}"
+        );
+    }
+}

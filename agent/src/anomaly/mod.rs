@@ -1,0 +1,292 @@
+//! The anomaly scorer of the daemon: every series of the series store is fed, sample by
+//! sample, to its own streaming [`Detector`] (lookout-detectors) once per tick, and the
+//! results are published as gauges and findings:
+//!
+//! * `lookout_anomaly_score{metric}`: the latest score of each series (0..1);
+//! * `lookout_host_anomaly_rate`: the share of scored series that are anomalous — a series
+//!   counts as anomalous for [`HOLD_TICKS`] ticks after it scored at or above the detector's
+//!   operating threshold (the detector scores an incident high once, at its start);
+//! * `lookout_anomaly_event`: 1 while a host anomaly event is active. It starts when the rate
+//!   stays ≥ [`EVENT_ON`] for [`ON_TICKS`] ticks and ends when it stays < [`EVENT_OFF`] for
+//!   [`OFF_TICKS`] ticks (hysteresis: no flapping); its start is a finding (source `anomaly`,
+//!   kind `anomaly_event`) naming the top contributing series.
+//!
+//! Training runs off the hot path: due jobs are collected after scoring and run on tokio's
+//! blocking pool, at most [`TRAININGS_PER_TICK`] per tick; their models are installed when
+//! they come back.
+
+use crate::context::{Context, Finding};
+use crate::series::{Gauge, SeriesKey};
+use lookout_detectors::anomaly::{Detector, Method, SeriesKind, TrainingJob};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::task::JoinSet;
+
+/// Ticks a series stays "anomalous" for the host rate after a high score.
+pub const HOLD_TICKS: u64 = 60;
+/// The event starts when the rate stays at or above this ...
+pub const EVENT_ON: f64 = 0.10;
+/// ... for this many ticks,
+pub const ON_TICKS: u32 = 3;
+/// and ends when the rate stays below this ...
+pub const EVENT_OFF: f64 = 0.05;
+/// ... for this many ticks.
+pub const OFF_TICKS: u32 = 30;
+/// Series scored at most (memory bound: ~3 KiB of detector state per series).
+pub const MAX_SERIES: usize = 5000;
+/// Trainings started per tick at most (1,000 series retrain every 64 samples: ~16 per second).
+pub const TRAININGS_PER_TICK: usize = 64;
+/// Series named in the event finding.
+const TOP: usize = 5;
+
+const SCORE: &str = "lookout_anomaly_score";
+const RATE: &str = "lookout_host_anomaly_rate";
+const EVENT: &str = "lookout_anomaly_event";
+
+/// Start the scorer; it stops when `ctx.shutdown` is cancelled.
+pub fn start(ctx: &Context, interval: Duration, tasks: &mut JoinSet<()>) {
+    let ctx = ctx.clone();
+    tasks.spawn(async move {
+        let mut scorer = Scorer::new(&ctx);
+        let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(100)));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ctx.shutdown.cancelled() => break,
+                _ = ticker.tick() => {}
+            }
+            let jobs = scorer.tick();
+            if jobs.is_empty() {
+                continue;
+            }
+            let trained = tokio::task::spawn_blocking(move || {
+                jobs.into_iter()
+                    .map(|(key, job)| (key, job.run()))
+                    .collect::<Vec<_>>()
+            });
+            tokio::select! {
+                _ = ctx.shutdown.cancelled() => break,
+                res = trained => match res {
+                    Ok(models) => scorer.install(models),
+                    Err(e) => tracing::warn!(error = %e, "anomaly training task failed"),
+                },
+            }
+        }
+    });
+}
+
+struct Watched {
+    detector: Detector,
+    /// Store time of the last sample fed.
+    last_t: f32,
+    last_score: f32,
+    /// Tick of the last score at or above the operating threshold, and that score.
+    last_high: Option<(u64, f32)>,
+}
+
+/// The per-generation state, separate from the task so it can be driven by tests.
+pub struct Scorer {
+    ctx: Context,
+    score: Gauge,
+    rate: Gauge,
+    event: Gauge,
+    watched: HashMap<SeriesKey, Watched>,
+    tick: u64,
+    active: bool,
+    above: u32,
+    below: u32,
+    warned_full: bool,
+}
+
+impl Scorer {
+    pub fn new(ctx: &Context) -> Self {
+        let score = ctx.series.gauge(
+            &ctx.meter,
+            SCORE,
+            "Anomaly score of a watched series (0..1; high = unlike its recent history)",
+            "",
+        );
+        let rate = ctx.series.gauge(
+            &ctx.meter,
+            RATE,
+            "Share of the watched series currently anomalous (0..1)",
+            "",
+        );
+        let event = ctx.series.gauge(
+            &ctx.meter,
+            EVENT,
+            "1 while a host anomaly event is active, else 0",
+            "",
+        );
+        rate.set(&[], 0.0);
+        event.set(&[], 0.0);
+        Self {
+            ctx: ctx.clone(),
+            score,
+            rate,
+            event,
+            watched: HashMap::new(),
+            tick: 0,
+            active: false,
+            above: 0,
+            below: 0,
+            warned_full: false,
+        }
+    }
+
+    /// Whether the scorer reads this series (never its own outputs: no feedback loop).
+    fn scored(key: &SeriesKey) -> bool {
+        !matches!(key.name.as_str(), SCORE | RATE | EVENT)
+    }
+
+    /// Score the new samples of every series; returns the training jobs that are due.
+    pub fn tick(&mut self) -> Vec<(SeriesKey, TrainingJob)> {
+        self.tick += 1;
+        let keys: Vec<SeriesKey> = self
+            .ctx
+            .series
+            .keys()
+            .into_iter()
+            .filter(Self::scored)
+            .collect();
+        // Series that went away: forget them and their score.
+        let present: std::collections::HashSet<&SeriesKey> = keys.iter().collect();
+        let gone: Vec<SeriesKey> = self
+            .watched
+            .keys()
+            .filter(|k| !present.contains(k))
+            .cloned()
+            .collect();
+        for key in gone {
+            self.watched.remove(&key);
+            self.score.remove(&[("metric", &key.to_string())]);
+        }
+        let threshold = Method::Lookout.operating_threshold() as f32;
+        let mut jobs = Vec::new();
+        for key in keys {
+            if !self.watched.contains_key(&key) {
+                if self.watched.len() >= MAX_SERIES {
+                    if !self.warned_full {
+                        self.warned_full = true;
+                        tracing::warn!(
+                            max = MAX_SERIES,
+                            "anomaly scorer: too many series, some are not scored"
+                        );
+                    }
+                    continue;
+                }
+                let kind = if key.name.ends_with("_total") {
+                    SeriesKind::Counter
+                } else {
+                    SeriesKind::Gauge
+                };
+                self.watched.insert(
+                    key.clone(),
+                    Watched {
+                        detector: Detector::new(Method::Lookout, kind),
+                        last_t: f32::NEG_INFINITY,
+                        last_score: 0.0,
+                        last_high: None,
+                    },
+                );
+            }
+            let Some(w) = self.watched.get_mut(&key) else {
+                continue;
+            };
+            let samples = self.ctx.series.samples_since(&key, w.last_t);
+            if samples.is_empty() {
+                continue;
+            }
+            for s in &samples {
+                let score = w.detector.observe(f64::from(s.t), f64::from(s.v));
+                w.last_score = score;
+                if score >= threshold {
+                    w.last_high = Some((self.tick, score));
+                }
+                w.last_t = s.t;
+            }
+            self.score
+                .set(&[("metric", &key.to_string())], f64::from(w.last_score));
+            if jobs.len() < TRAININGS_PER_TICK && w.detector.training_due() {
+                jobs.push((key.clone(), w.detector.training_job()));
+            }
+        }
+        self.update_rate();
+        jobs
+    }
+
+    /// Put trained models in service (series removed meanwhile are skipped).
+    pub fn install(&mut self, models: Vec<(SeriesKey, lookout_detectors::anomaly::Model)>) {
+        for (key, model) in models {
+            if let Some(w) = self.watched.get_mut(&key) {
+                w.detector.install(model);
+            }
+        }
+    }
+
+    fn update_rate(&mut self) {
+        let total = self.watched.len();
+        let mut anomalous: Vec<(&SeriesKey, f32)> = self
+            .watched
+            .iter()
+            .filter_map(|(k, w)| match w.last_high {
+                Some((t, s)) if self.tick - t < HOLD_TICKS => Some((k, s)),
+                _ => None,
+            })
+            .collect();
+        let rate = if total == 0 {
+            0.0
+        } else {
+            anomalous.len() as f64 / total as f64
+        };
+        self.rate.set(&[], rate);
+        if rate >= EVENT_ON {
+            self.above += 1;
+            self.below = 0;
+        } else if rate < EVENT_OFF {
+            self.below += 1;
+            self.above = 0;
+        } else {
+            self.above = 0;
+            self.below = 0;
+        }
+        if !self.active && self.above >= ON_TICKS {
+            self.active = true;
+            anomalous.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+            let top: Vec<serde_json::Value> = anomalous
+                .iter()
+                .take(TOP)
+                .map(|(k, s)| serde_json::json!({"metric": k.to_string(), "score": s}))
+                .collect();
+            let names: Vec<String> = anomalous
+                .iter()
+                .take(TOP)
+                .map(|(k, _)| k.to_string())
+                .collect();
+            let finding = Finding::new(
+                "anomaly",
+                "anomaly_event",
+                format!(
+                    "{:.0}% of watched series are anomalous; top: {}",
+                    rate * 100.0,
+                    names.join(", ")
+                ),
+            )
+            .detail(serde_json::json!({"top": top, "rate": rate}))
+            .score(rate);
+            self.ctx.findings.push(finding);
+            tracing::warn!(rate, top = %names.join(", "), "host anomaly event started");
+        } else if self.active && self.below >= OFF_TICKS {
+            self.active = false;
+            tracing::info!(rate, "host anomaly event ended");
+        }
+        self.event.set(&[], if self.active { 1.0 } else { 0.0 });
+    }
+
+    pub fn event_active(&self) -> bool {
+        self.active
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,89 @@
+//! The scorer against a real series store: scores published per series, a host event with
+//! hysteresis whose finding names the series that jumped.
+
+use super::*;
+use crate::series::SeriesStore;
+
+fn ctx() -> Context {
+    let mut ctx = Context::for_tests(std::env::temp_dir());
+    ctx.series = SeriesStore::new(600);
+    ctx
+}
+
+/// Feed one value per series, run a tick, train inline.
+fn step(scorer: &mut Scorer, ctx: &Context, values: &[(SeriesKey, f64)]) {
+    for (k, v) in values {
+        ctx.series.record(k, *v);
+    }
+    let jobs = scorer.tick();
+    scorer.install(jobs.into_iter().map(|(k, j)| (k, j.run())).collect());
+}
+
+#[test]
+fn scores_every_series_and_raises_one_event_for_a_host_wide_jump() {
+    let ctx = ctx();
+    let mut scorer = Scorer::new(&ctx);
+    let keys: Vec<SeriesKey> = (0..10)
+        .map(|i| SeriesKey::new("test_metric", &[("n", &i.to_string())]))
+        .collect();
+    // Quiet noise (deterministic), long enough to train.
+    let noise = |i: usize, t: usize| (((i * 31 + t * 17) % 23) as f64) / 23.0;
+    for t in 0..200 {
+        let vals: Vec<_> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.clone(), 50.0 + noise(i, t)))
+            .collect();
+        step(&mut scorer, &ctx, &vals);
+    }
+    assert_eq!(ctx.series.latest_of(SCORE).len(), 10);
+    assert!(!scorer.event_active());
+    assert_eq!(ctx.series.latest_of(EVENT)[0].1, 0.0);
+    // Half of the series jump far out of their range.
+    for t in 200..210 {
+        let vals: Vec<_> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.clone(), if i < 5 { 500.0 } else { 50.0 } + noise(i, t)))
+            .collect();
+        step(&mut scorer, &ctx, &vals);
+    }
+    assert!(scorer.event_active());
+    assert_eq!(ctx.series.latest_of(EVENT)[0].1, 1.0);
+    assert!(ctx.series.latest_of(RATE)[0].1 >= 0.5);
+    let findings = ctx.findings.all();
+    let events: Vec<_> = findings
+        .iter()
+        .filter(|f| f.kind == "anomaly_event")
+        .collect();
+    assert_eq!(events.len(), 1);
+    let top = events[0].detail["top"].as_array().unwrap();
+    assert!(!top.is_empty());
+    for t in top {
+        let m = t["metric"].as_str().unwrap();
+        assert!(
+            ["\"0\"", "\"1\"", "\"2\"", "\"3\"", "\"4\""]
+                .iter()
+                .any(|n| m.ends_with(&format!("{n}}}"))),
+            "{m}"
+        );
+    }
+    // The new level becomes normal: the event ends (after the hold and the off period) and
+    // does not restart.
+    for t in 210..400 {
+        let vals: Vec<_> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.clone(), if i < 5 { 500.0 } else { 50.0 } + noise(i, t)))
+            .collect();
+        step(&mut scorer, &ctx, &vals);
+    }
+    assert!(!scorer.event_active());
+    let events = ctx
+        .findings
+        .all()
+        .iter()
+        .filter(|f| f.kind == "anomaly_event")
+        .count();
+    assert_eq!(events, 1);
+}

@@ -1,0 +1,153 @@
+//! The manifest: the one small, mutable object per cache in the blob tier. It names the
+//! current content-addressed data object and carries the fleet-wide refresh state (epoch,
+//! consecutive failures, the current claim). Every change is a compare-and-swap on it.
+//!
+//! Format evolution: `format` is checked before anything else; a reader that does not know
+//! the format keeps its last good version and never overwrites the manifest (a newer agent
+//! wrote it).
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// The manifest format this agent reads and writes.
+pub const FORMAT: u32 = 1;
+
+/// The largest manifest accepted (they are a few hundred bytes).
+pub const MAX_MANIFEST_BYTES: u64 = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub format: u32,
+    /// Content version: increases by one each time the published content changes; 0 = none.
+    pub version: u64,
+    /// The data object of `version`.
+    pub data: Option<DataRef>,
+    /// Completed refresh attempts (successful or not), fleet-wide. Observers restart their
+    /// local refresh deadline when they first see a new epoch.
+    pub epoch: u64,
+    /// Consecutive failed refresh attempts (source down): shortens the retry delay.
+    pub failures: u32,
+    /// Who is refreshing right now, if anybody.
+    pub claim: Option<Claim>,
+    /// The agent that wrote this manifest (for people troubleshooting).
+    pub writer: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataRef {
+    /// Lower-case hex SHA-256 of the data: also its object name.
+    pub sha256: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Claim {
+    /// The claiming cache instance (host, pid and a random id).
+    pub owner: String,
+    /// Unique per claim: observers time a claim from when they first saw this nonce.
+    pub nonce: String,
+}
+
+#[derive(Debug, Error, PartialEq)]
+pub enum ManifestError {
+    #[error("manifest format {0} is not supported (this agent knows format {FORMAT})")]
+    UnknownFormat(u64),
+    #[error("manifest is not valid: {0}")]
+    Garbage(String),
+}
+
+impl Manifest {
+    /// An empty manifest: nothing published yet.
+    pub fn empty(writer: &str) -> Self {
+        Self {
+            format: FORMAT,
+            version: 0,
+            data: None,
+            epoch: 0,
+            failures: 0,
+            claim: None,
+            writer: writer.into(),
+        }
+    }
+
+    pub fn parse(bytes: &[u8]) -> Result<Self, ManifestError> {
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| ManifestError::Garbage(e.to_string()))?;
+        match value.get("format").and_then(|f| f.as_u64()) {
+            Some(f) if f == FORMAT as u64 => {}
+            Some(f) => return Err(ManifestError::UnknownFormat(f)),
+            None => return Err(ManifestError::Garbage("no \"format\" field".into())),
+        }
+        let m: Manifest =
+            serde_json::from_value(value).map_err(|e| ManifestError::Garbage(e.to_string()))?;
+        match &m.data {
+            None if m.version != 0 => {
+                return Err(ManifestError::Garbage(format!(
+                    "version {} names no data",
+                    m.version
+                )));
+            }
+            Some(d) if !is_sha256_hex(&d.sha256) => {
+                return Err(ManifestError::Garbage(format!(
+                    "data hash {:?} is not a SHA-256",
+                    d.sha256
+                )));
+            }
+            _ => {}
+        }
+        Ok(m)
+    }
+
+    pub fn to_bytes(&self) -> bytes::Bytes {
+        // Serializing plain structs of strings and integers cannot fail.
+        bytes::Bytes::from(serde_json::to_vec(self).unwrap_or_default())
+    }
+}
+
+pub fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_rejections() {
+        let mut m = Manifest::empty("me");
+        m.version = 3;
+        m.data = Some(DataRef {
+            sha256: "ab".repeat(32),
+            size: 5,
+        });
+        m.claim = Some(Claim {
+            owner: "o".into(),
+            nonce: "n".into(),
+        });
+        assert_eq!(Manifest::parse(&m.to_bytes()).unwrap(), m);
+        assert_eq!(
+            Manifest::parse(br#"{"format": 7, "whatever": 1}"#),
+            Err(ManifestError::UnknownFormat(7))
+        );
+        assert!(matches!(
+            Manifest::parse(b"\x00garbage"),
+            Err(ManifestError::Garbage(_))
+        ));
+        assert!(matches!(
+            Manifest::parse(br#"{"format":1,"version":2,"data":null,"epoch":0,"failures":0,"claim":null,"writer":""}"#),
+            Err(ManifestError::Garbage(_))
+        ));
+        let bad_hash = String::from_utf8(m.to_bytes().to_vec())
+            .unwrap()
+            .replace(&"ab".repeat(32), "../../etc/passwd");
+        assert!(matches!(
+            Manifest::parse(bad_hash.as_bytes()),
+            Err(ManifestError::Garbage(_))
+        ));
+    }
+}

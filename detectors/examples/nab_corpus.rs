@@ -1,0 +1,80 @@
+//! Development harness: score a NAB-style corpus with both methods, directly from the
+//! detectors crate (a release build of this is much faster to iterate with than the agent).
+//! `cargo run --release -p lookout-detectors --example nab_corpus -- /work/shared/data/nab`
+//! The agent's `lookout eval` is the supported tool; this prints the same NAB figures.
+
+use lookout_detectors::anomaly::{Detector, Method, SeriesKind};
+use lookout_detectors::nab::{self, Corpus, FileInput};
+use std::path::Path;
+
+fn main() {
+    let root = std::env::args().nth(1).unwrap_or("/work/shared/data/nab".into());
+    let root = Path::new(&root);
+    let labels: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("combined_windows.json")).unwrap())
+            .unwrap();
+    let mut names: Vec<String> = labels.as_object().unwrap().keys().cloned().collect();
+    names.sort();
+    for method in [Method::Lookout, Method::Netdata] {
+        let start = std::time::Instant::now();
+        let mut files = Vec::new();
+        let mut per_file = Vec::new();
+        for name in &names {
+            let text = std::fs::read_to_string(root.join("data").join(name)).unwrap();
+            let mut ts = Vec::new();
+            let mut vs = Vec::new();
+            for line in text.lines().skip(1) {
+                let (t, v) = line.split_once(',').unwrap();
+                ts.push(nab::parse_timestamp(t).unwrap());
+                vs.push(v.trim().parse::<f64>().unwrap_or(f64::NAN));
+            }
+            let mut det = Detector::new(method, SeriesKind::Gauge);
+            let scores: Vec<f64> = ts
+                .iter()
+                .zip(&vs)
+                .map(|(&t, &v)| {
+                    let s = det.observe(t as f64, v) as f64;
+                    det.train_if_due();
+                    s
+                })
+                .collect();
+            let windows: Vec<(i64, i64)> = labels[name]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|w| {
+                    (
+                        nab::parse_timestamp(w[0].as_str().unwrap()).unwrap(),
+                        nab::parse_timestamp(w[1].as_str().unwrap()).unwrap(),
+                    )
+                })
+                .collect();
+            let f = FileInput {
+                scores,
+                windows: nab::windows_to_rows(&ts, &windows),
+            };
+            per_file.push((name.clone(), f.clone()));
+            files.push(f);
+        }
+        let corpus = Corpus::new(&files);
+        let op = method.operating_threshold();
+        println!("== {} ({:?})", method.name(), start.elapsed());
+        for p in nab::PROFILES {
+            let best = corpus.optimise(p);
+            let at = corpus.score_at(p, op);
+            println!(
+                "{:>14}: best {:6.2} at {:.4}   operating {:6.2} at {op}",
+                p.name, best.score, best.threshold, at.score
+            );
+        }
+        if std::env::var("PER_FILE").is_ok() {
+            let thr = corpus.optimise(nab::PROFILES[0]).threshold;
+            for (name, f) in &per_file {
+                let c = Corpus::new(std::slice::from_ref(f));
+                let r = c.score_at(nab::PROFILES[0], thr);
+                let dets = f.scores.iter().filter(|&&s| s >= thr).count();
+                println!("  {:60} windows {} dets {:4} raw {:7.3}", name, f.windows.len(), dets, r.raw);
+            }
+        }
+    }
+}

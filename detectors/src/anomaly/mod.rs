@@ -1,0 +1,270 @@
+//! Streaming, unsupervised, strictly causal anomaly detection for metric series.
+//!
+//! One [`Detector`] per series. [`Detector::observe`] scores a sample in O(1) (the hot path:
+//! a few dozen arithmetic operations, no allocation) and returns a score in [0, 1]; the score
+//! of a sample depends only on that sample and earlier ones. Training is separate and runs off
+//! the hot path: when [`Detector::training_due`] says so, the caller takes a
+//! [`TrainingJob`] (an owned copy of the series' recent history), runs it wherever it likes
+//! (another thread, a blocking pool) and hands the [`Model`] back with [`Detector::install`].
+//! The offline evaluation does the same thing inline, so it scores exactly like the daemon.
+//!
+//! Two methods:
+//! * [`Method::Lookout`] (the default, [`lookout`]): the largest of three normalised
+//!   deviations (level against the recent median, first difference, shape of the last smoothed
+//!   differences against linfa k-means centres), each divided by the largest deviation of its
+//!   kind in the training window, then divided by the largest deviation seen in the last ~48 h
+//!   ([`novelty`]): a sample is anomalous when it is beyond anything seen recently. Daily
+//!   jobs, level shifts that stay and slow cycles therefore stop scoring high after their
+//!   first appearance.
+//! * [`Method::Netdata`] ([`netdata`]): the known baseline, Netdata's k = 2 k-means on 6 lagged
+//!   3-point-smoothed first differences, several models on successive windows that must all
+//!   agree.
+//!
+//! Memory bound per series (see [`Detector::memory_bytes`]): the history ring of
+//! [`HISTORY`] f32 values (2 KiB) plus the model (≤ 200 bytes), the novelty memory
+//! (≤ 400 bytes) and fixed state: about 2.8 KiB for `Lookout`, about 2.6 KiB for `Netdata`
+//! with its 4 models — both under the 8 KiB target.
+
+pub mod lookout;
+pub mod netdata;
+pub mod novelty;
+mod prep;
+
+pub use prep::SeriesKind;
+
+use prep::{Prepared, Preprocessor};
+use std::collections::VecDeque;
+
+/// Samples of history kept per series for training.
+pub const HISTORY: usize = 768;
+/// The first model is trained after this many samples; until then scores are 0.
+pub const WARMUP: usize = 32;
+/// A model is retrained after this many new samples.
+pub const RETRAIN_EVERY: usize = 64;
+
+/// Which detector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Method {
+    #[default]
+    Lookout,
+    Netdata,
+}
+
+impl std::str::FromStr for Method {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "lookout" => Ok(Method::Lookout),
+            "netdata" => Ok(Method::Netdata),
+            other => Err(format!("unknown detector {other:?} (lookout or netdata)")),
+        }
+    }
+}
+
+impl Method {
+    /// The score at or above which this method calls a sample anomalous (what would page).
+    pub fn operating_threshold(self) -> f64 {
+        match self {
+            Method::Lookout => lookout::OPERATING_THRESHOLD,
+            Method::Netdata => netdata::OPERATING_THRESHOLD,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Lookout => "lookout",
+            Method::Netdata => "netdata",
+        }
+    }
+}
+
+/// A trained model of either method.
+#[derive(Clone, Debug)]
+pub enum Model {
+    Lookout(lookout::LookoutModel),
+    Netdata(netdata::NetdataModel),
+}
+
+/// Everything training needs, owned, so it can run on another thread.
+#[derive(Clone, Debug)]
+pub struct TrainingJob {
+    method: Method,
+    history: Vec<f32>,
+}
+
+impl TrainingJob {
+    /// Fit the model (k-means and statistics over the history). Pure and deterministic.
+    pub fn run(self) -> Model {
+        match self.method {
+            Method::Lookout => Model::Lookout(lookout::train(&self.history)),
+            Method::Netdata => Model::Netdata(netdata::train(&self.history)),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.history.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.history.is_empty()
+    }
+}
+
+/// The streaming detector of one series.
+#[derive(Clone, Debug)]
+pub struct Detector {
+    method: Method,
+    prep: Preprocessor,
+    history: VecDeque<f32>,
+    /// Recent first differences, newest last, for the 3-point smoothing.
+    diffs: [f32; 3],
+    /// Smoothed differences, newest last: the shape features.
+    lags: [f32; netdata::LAGS],
+    /// Valid differences since the last gap (features are only complete past LAGS + 2).
+    run: usize,
+    last_value: Option<f32>,
+    since_training: usize,
+    training_pending: bool,
+    lookout: Option<lookout::LookoutModel>,
+    netdata: netdata::Ensemble,
+    novelty: novelty::Novelty,
+}
+
+impl Detector {
+    pub fn new(method: Method, kind: SeriesKind) -> Self {
+        Self {
+            method,
+            prep: Preprocessor::new(kind),
+            history: VecDeque::with_capacity(HISTORY),
+            diffs: [0.0; 3],
+            lags: [0.0; netdata::LAGS],
+            run: 0,
+            last_value: None,
+            since_training: 0,
+            training_pending: false,
+            lookout: None,
+            netdata: netdata::Ensemble::default(),
+            novelty: novelty::Novelty::default(),
+        }
+    }
+
+    pub fn method(&self) -> Method {
+        self.method
+    }
+
+    /// Score the sample `value` taken at `t` seconds (any monotonic origin). Non-finite values
+    /// are missing samples: they score 0 and change nothing. Returns a score in [0, 1].
+    pub fn observe(&mut self, t: f64, value: f64) -> f32 {
+        let x = match self.prep.prepare(t, value) {
+            Prepared::Missing => return 0.0,
+            Prepared::AfterGap(x) => {
+                // Differences across a gap of missing samples would be artefacts.
+                self.run = 0;
+                self.last_value = None;
+                x
+            }
+            Prepared::Value(x) => x,
+        };
+        let diff = self.last_value.map(|p| x - p);
+        self.last_value = Some(x);
+        if let Some(d) = diff {
+            self.diffs.rotate_left(1);
+            self.diffs[2] = d;
+            self.run += 1;
+            if self.run >= 3 {
+                self.lags.rotate_left(1);
+                self.lags[netdata::LAGS - 1] = (self.diffs[0] + self.diffs[1] + self.diffs[2]) / 3.0;
+            }
+        }
+        if self.history.len() == HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back(x);
+        self.since_training += 1;
+        let shape_ready = self.run >= netdata::LAGS + 2;
+        let shape = shape_ready.then_some(&self.lags);
+        let score = match self.method {
+            Method::Lookout => match &self.lookout {
+                Some(m) => {
+                    let history = &self.history;
+                    let newest = history.len() - 1;
+                    let ago = |lag: usize| newest.checked_sub(lag).map(|i| history[i]);
+                    let e = m.deviation(x, diff, shape, ago);
+                    self.novelty.score(t, e, m.mature())
+                }
+                None => 0.0,
+            },
+            Method::Netdata => self.netdata.score(shape),
+        };
+        if score.is_finite() {
+            score.clamp(0.0, 1.0)
+        } else {
+            0.0
+        }
+    }
+
+    /// Whether a (re)training is due: after the warm-up, then every [`RETRAIN_EVERY`]
+    /// samples (more often while the history is still filling).
+    pub fn training_due(&self) -> bool {
+        if self.training_pending || self.history.len() < WARMUP {
+            return false;
+        }
+        let trained = match self.method {
+            Method::Lookout => self.lookout.is_some(),
+            Method::Netdata => !self.netdata.is_empty(),
+        };
+        let every = match self.method {
+            Method::Lookout => RETRAIN_EVERY.min(self.history.len()),
+            Method::Netdata => netdata::RETRAIN_EVERY.min(self.history.len()),
+        };
+        !trained || self.since_training >= every
+    }
+
+    /// The job to train on the current history; marks training as pending until
+    /// [`Detector::install`] (so a slow trainer is not handed the same work twice).
+    pub fn training_job(&mut self) -> TrainingJob {
+        self.training_pending = true;
+        self.since_training = 0;
+        let history = match self.method {
+            Method::Lookout => self.history.iter().copied().collect(),
+            // Netdata trains each model on its own window: the samples since the last model.
+            Method::Netdata => {
+                let n = self.history.len().min(netdata::TRAIN_WINDOW);
+                self.history.iter().skip(self.history.len() - n).copied().collect()
+            }
+        };
+        TrainingJob {
+            method: self.method,
+            history,
+        }
+    }
+
+    /// Put a trained model in service.
+    pub fn install(&mut self, model: Model) {
+        self.training_pending = false;
+        match model {
+            Model::Lookout(m) => self.lookout = Some(m),
+            Model::Netdata(m) => self.netdata.push(m),
+        }
+    }
+
+    /// Train inline if due (the offline evaluation; strictly causal: the job sees only the
+    /// samples observed so far).
+    pub fn train_if_due(&mut self) {
+        if self.training_due() {
+            let job = self.training_job();
+            self.install(job.run());
+        }
+    }
+
+    /// Upper bound of the heap and inline memory of this detector, in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + HISTORY * std::mem::size_of::<f32>()
+            + self.netdata.heap_bytes()
+            + self.lookout.as_ref().map_or(0, |m| m.heap_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,163 @@
+//! Unit tests of the detectors on synthetic series shaped like host metrics.
+
+use super::*;
+
+const OP: f32 = lookout::OPERATING_THRESHOLD as f32;
+
+/// Deterministic noise in [-0.5, 0.5) (a small LCG; no rand dependency in a pure crate).
+struct Noise(u64);
+impl Noise {
+    fn next(&mut self) -> f64 {
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        ((self.0 >> 11) as f64 / (1u64 << 53) as f64) - 0.5
+    }
+}
+
+/// Score `values` sampled every `step` seconds, training inline like the evaluation does.
+fn run(method: Method, kind: SeriesKind, step: f64, values: &[f64]) -> Vec<f32> {
+    let mut d = Detector::new(method, kind);
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let s = d.observe(i as f64 * step, v);
+            d.train_if_due();
+            s
+        })
+        .collect()
+}
+
+fn flagged(scores: &[f32]) -> Vec<usize> {
+    scores.iter().enumerate().filter(|(_, s)| **s >= OP).map(|(i, _)| i).collect()
+}
+
+#[test]
+fn daily_cycle_is_not_flagged() {
+    // 5-minute samples, 10 days of a daily wave (amplitude 20) with noise.
+    let mut noise = Noise(1);
+    let values: Vec<f64> = (0..2880)
+        .map(|i| 50.0 + 20.0 * (i as f64 * std::f64::consts::TAU / 288.0).sin() + 2.0 * noise.next())
+        .collect();
+    let scores = run(Method::Lookout, SeriesKind::Gauge, 300.0, &values);
+    let late: Vec<usize> = flagged(&scores).into_iter().filter(|&i| i >= 288).collect();
+    assert!(late.is_empty(), "flagged after the first day: {late:?}");
+}
+
+#[test]
+fn daily_cycle_at_one_second_is_not_flagged() {
+    // 1-second samples of a slow wave: the history covers minutes, the wave takes hours.
+    let mut noise = Noise(2);
+    let values: Vec<f64> = (0..20_000)
+        .map(|i| 30.0 + 20.0 * (i as f64 * std::f64::consts::TAU / 86_400.0).sin() + noise.next())
+        .collect();
+    let scores = run(Method::Lookout, SeriesKind::Gauge, 1.0, &values);
+    let late: Vec<usize> = flagged(&scores).into_iter().filter(|&i| i >= 600).collect();
+    assert!(late.is_empty(), "flagged: {late:?}");
+}
+
+#[test]
+fn spike_is_flagged() {
+    let mut noise = Noise(3);
+    let mut values: Vec<f64> = (0..1500).map(|_| 10.0 + noise.next()).collect();
+    values[1200] = 25.0;
+    let scores = run(Method::Lookout, SeriesKind::Gauge, 60.0, &values);
+    assert!(scores[1200] >= OP, "spike scored {}", scores[1200]);
+    assert_eq!(flagged(&scores[200..]).len(), 1, "{:?}", flagged(&scores));
+    // The Netdata baseline sees it too (its shape features contain the jump).
+    let nd = run(Method::Netdata, SeriesKind::Gauge, 60.0, &values);
+    let hit = nd[1200..1210].iter().copied().fold(0.0, f32::max);
+    assert!(f64::from(hit) >= netdata::OPERATING_THRESHOLD, "netdata {hit}");
+}
+
+#[test]
+fn level_shift_is_flagged_once_then_becomes_normal() {
+    let mut noise = Noise(4);
+    let values: Vec<f64> = (0..3000)
+        .map(|i| if i < 1500 { 10.0 } else { 30.0 } + noise.next())
+        .collect();
+    let scores = run(Method::Lookout, SeriesKind::Gauge, 60.0, &values);
+    assert!(scores[1500] >= OP, "shift scored {}", scores[1500]);
+    let after: Vec<usize> = flagged(&scores).into_iter().filter(|&i| i > 1500).collect();
+    assert!(after.is_empty(), "still flagged after the shift: {after:?}");
+}
+
+#[test]
+fn flat_line_scores_zero_and_a_change_stands_out() {
+    let mut values = vec![45.0; 2000];
+    let scores = run(Method::Lookout, SeriesKind::Gauge, 1.0, &values);
+    assert!(scores.iter().all(|&s| s == 0.0));
+    values.extend(std::iter::repeat_n(46.0, 500));
+    let scores = run(Method::Lookout, SeriesKind::Gauge, 1.0, &values);
+    assert!(scores[2000] >= OP);
+    assert!(flagged(&scores[2001..]).is_empty());
+    let nd = run(Method::Netdata, SeriesKind::Gauge, 1.0, &values);
+    assert!(nd.iter().all(|s| s.is_finite() && (0.0..=1.0).contains(s)));
+}
+
+#[test]
+fn counter_reset_is_not_an_anomaly() {
+    // A request counter growing ~100/s with noise; the process restarts at sample 1500.
+    let mut noise = Noise(5);
+    let mut total = 0.0;
+    let values: Vec<f64> = (0..3000)
+        .map(|i| {
+            if i == 1500 {
+                total = 0.0;
+            }
+            total += 100.0 + 20.0 * noise.next();
+            total
+        })
+        .collect();
+    let scores = run(Method::Lookout, SeriesKind::Counter, 1.0, &values);
+    let late = flagged(&scores[200..]);
+    assert!(late.is_empty(), "flagged: {late:?}");
+    // Scored as a gauge the reset is a huge drop: the counter kind is what makes it normal.
+    let as_gauge = run(Method::Lookout, SeriesKind::Gauge, 1.0, &values);
+    assert!(as_gauge[1500] >= OP);
+}
+
+#[test]
+fn missing_samples_and_gaps_are_handled() {
+    let mut noise = Noise(6);
+    let mut d = Detector::new(Method::Lookout, SeriesKind::Gauge);
+    let mut t = 0.0;
+    let mut high = Vec::new();
+    for i in 0..3000 {
+        // Every 7th sample missing (NaN); an hour-long gap at 1500.
+        let v = if i % 7 == 3 { f64::NAN } else { 20.0 + noise.next() };
+        t += if i == 1500 { 3600.0 } else { 10.0 };
+        let s = d.observe(t, v);
+        d.train_if_due();
+        assert!((0.0..=1.0).contains(&s));
+        if i % 7 == 3 {
+            assert_eq!(s, 0.0);
+        }
+        if i > 300 && s >= OP {
+            high.push(i);
+        }
+    }
+    assert!(high.is_empty(), "flagged: {high:?}");
+}
+
+#[test]
+fn scores_are_causal() {
+    let mut noise = Noise(7);
+    let values: Vec<f64> = (0..1200).map(|i| (i as f64 / 40.0).sin() * 5.0 + noise.next()).collect();
+    let full = run(Method::Lookout, SeriesKind::Gauge, 1.0, &values);
+    let prefix = run(Method::Lookout, SeriesKind::Gauge, 1.0, &values[..700]);
+    assert_eq!(&full[..700], &prefix[..]);
+}
+
+#[test]
+fn memory_per_series_is_bounded() {
+    let mut noise = Noise(8);
+    for method in [Method::Lookout, Method::Netdata] {
+        let mut d = Detector::new(method, SeriesKind::Gauge);
+        for i in 0..5000 {
+            d.observe(i as f64, noise.next());
+            d.train_if_due();
+        }
+        let bytes = d.memory_bytes();
+        assert!(bytes <= 8192, "{method:?}: {bytes} bytes");
+    }
+}
