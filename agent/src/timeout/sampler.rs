@@ -17,10 +17,11 @@ use thiserror::Error;
 
 /// How often the thread list is re-read.
 const RESCAN_SECONDS: f64 = 1.0;
-/// Consecutive looks at a thread without a wait on another party after which it is looked at
-/// only every [`CALM_PERIOD`]: parked pools and sleepers cost little, and a thread that starts
-/// waiting on a peer is seen within a second — far below any hang threshold.
-const CALM_AFTER: u32 = 10;
+/// Seconds a thread must go without a wait on another party before it is looked at only every
+/// [`CALM_PERIOD`]: parked pools and sleepers cost little, and a thread that starts waiting on
+/// a peer is seen within a second — far below any hang threshold. Longer than the detector's
+/// gap tolerance (2 s), so a retry loop sleeping between attempts stays fully sampled.
+const CALM_AFTER: f64 = 3.0;
 const CALM_PERIOD: f64 = 1.0;
 
 #[derive(Debug, Error)]
@@ -43,8 +44,8 @@ struct ThreadFiles {
     /// (run time ns, times scheduled in) at the last tick.
     last_sched: Option<(u64, u64)>,
     last: Option<ThreadSample>,
-    /// Consecutive looks without a wait on another party.
-    calm: u32,
+    /// Since when the thread has not been seen waiting on another party.
+    calm_since: Option<f64>,
     /// Not looked at again before this time (calm threads).
     next_look: f64,
 }
@@ -53,11 +54,17 @@ impl ThreadFiles {
     /// Decide when to look next, from what the thread was just seen doing.
     fn schedule(&mut self, state: &ThreadState, at: f64) {
         match state {
-            ThreadState::Blocked(call) if waits_on_other_party(call).is_some() => self.calm = 0,
-            ThreadState::Running => {}
-            _ => self.calm = self.calm.saturating_add(1),
+            ThreadState::Blocked(call) if waits_on_other_party(call).is_some() => {
+                self.calm_since = None;
+            }
+            _ => {
+                self.calm_since.get_or_insert(at);
+            }
         }
-        self.next_look = if self.calm >= CALM_AFTER {
+        self.next_look = if self
+            .calm_since
+            .is_some_and(|since| at - since >= CALM_AFTER)
+        {
             at + CALM_PERIOD
         } else {
             0.0
@@ -161,7 +168,7 @@ impl ProcessSampler {
                     comm,
                     last_sched: None,
                     last: None,
-                    calm: 0,
+                    calm_since: None,
                     next_look: 0.0,
                 },
             );
