@@ -10,7 +10,9 @@ fn series(n: usize) -> Vec<f64> {
     let mut state = 42u64;
     (0..n)
         .map(|i| {
-            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
             let noise = (state >> 40) as f64 / (1u64 << 24) as f64;
             50.0 + 10.0 * (i as f64 / 50.0).sin() + noise
         })

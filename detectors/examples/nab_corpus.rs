@@ -8,7 +8,9 @@ use lookout_detectors::nab::{self, Corpus, FileInput};
 use std::path::Path;
 
 fn main() {
-    let root = std::env::args().nth(1).unwrap_or("/work/shared/data/nab".into());
+    let root = std::env::args()
+        .nth(1)
+        .unwrap_or("/work/shared/data/nab".into());
     let root = Path::new(&root);
     let labels: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(root.join("combined_windows.json")).unwrap())
@@ -73,7 +75,13 @@ fn main() {
                 let c = Corpus::new(std::slice::from_ref(f));
                 let r = c.score_at(nab::PROFILES[0], thr);
                 let dets = f.scores.iter().filter(|&&s| s >= thr).count();
-                println!("  {:60} windows {} dets {:4} raw {:7.3}", name, f.windows.len(), dets, r.raw);
+                println!(
+                    "  {:60} windows {} dets {:4} raw {:7.3}",
+                    name,
+                    f.windows.len(),
+                    dets,
+                    r.raw
+                );
             }
         }
     }

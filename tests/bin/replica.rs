@@ -200,6 +200,11 @@ async fn data(replica: Arc<Replica>, req: Request<Incoming>) -> Fate {
         .map(|p| p.to_string())
         .unwrap_or_default();
     let content_type = req.headers().get("content-type").cloned();
+    let headers: serde_json::Map<String, Value> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or("<binary>"))))
+        .collect();
     let echo_header = req.headers().get("x-echo").cloned();
     let body = req.into_body().collect().await.map(|b| b.to_bytes());
     if delay_ms > 0 && rand::random::<f64>() < delay_prob {
@@ -228,7 +233,7 @@ async fn data(replica: Arc<Replica>, req: Request<Incoming>) -> Fate {
     }
     Fate::Answer(json_response(
         StatusCode::OK,
-        &json!({"served_by": replica.url, "method": method, "path": path, "body_len": body.len()}),
+        &json!({"served_by": replica.url, "method": method, "path": path, "body_len": body.len(), "headers": headers}),
     ))
 }
 

@@ -1,8 +1,9 @@
 //! The agent's rules over the real signals of the components on main: the primary tracker's
 //! `lookout_primary_up` (a tracker whose only replica does not exist) and its throttling (a
-//! burst of slow requests through a real replica process), and the host probe's
-//! thread counts against the kernel's limits (with the threshold lowered so that this host's
-//! real figures cross it) — so a rename on either side breaks this test, not a page at 3 a.m.
+//! burst of slow requests through a real replica process), the host probe's thread counts
+//! against the kernel's limits (with the threshold lowered so that this host's real figures
+//! cross it), and a real cache whose source file and blob directory fail — so that a renamed
+//! signal breaks this test, not a page at 3 a.m.
 
 mod tracker_support;
 
@@ -121,4 +122,53 @@ fn tracker_throttling_fires_on_real_429s() {
     assert_eq!(alert["labels"]["service"], "busy");
     assert_eq!(alert["labels"]["severity"], "ticket");
     assert_eq!(alert["status"]["state"], "active");
+}
+
+#[test]
+fn cache_alerts_fire_on_a_real_cache_whose_source_and_blob_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("present.json"), br#"{"a":1}"#).unwrap();
+    let d = dir.path().display();
+    let agent = Agent::start(&format!(
+        r#"[[cache]]
+name = "nosource"
+source = {{ file = "{d}/missing.json" }}
+blob = "file://{d}/blob"
+check_interval = "1s"
+
+[[cache]]
+name = "noblob"
+source = {{ file = "{d}/present.json" }}
+blob = "file:///proc/lookout-no-such-dir"
+check_interval = "1s"
+
+[alerts.rules.CacheSourceFailing]
+for = "1s"
+[alerts.rules.CacheBlobUnavailable]
+for = "1s"
+"#
+    ));
+    let failing = wait_for(
+        "CacheSourceFailing for nosource",
+        Duration::from_secs(30),
+        || find_alert(&agent, "CacheSourceFailing"),
+    );
+    assert_eq!(failing["labels"]["cache"], "nosource");
+    assert_eq!(failing["labels"]["severity"], "ticket");
+    let blob = wait_for(
+        "CacheBlobUnavailable for noblob",
+        Duration::from_secs(30),
+        || find_alert(&agent, "CacheBlobUnavailable"),
+    );
+    assert_eq!(blob["labels"]["cache"], "noblob");
+    assert_eq!(blob["labels"]["severity"], "page");
+    // Each alert names only its own cache: the healthy half of each is quiet.
+    let (_, body) = agent.get("/api/v1/alerts").unwrap();
+    let list: Vec<Value> = serde_json::from_str(&body).unwrap();
+    assert!(
+        !list
+            .iter()
+            .any(|a| a["labels"]["alertname"] == "CacheBlobUnavailable"
+                && a["labels"]["cache"] == "nosource")
+    );
 }

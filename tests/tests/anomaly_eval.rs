@@ -60,7 +60,11 @@ fn eval_scores_every_file_causally_writes_plots_and_prints_nab() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(run.status.success(), "eval failed: {stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "eval failed: {stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
 
     let last = stdout.lines().last().unwrap_or("");
     let [standard, low_fp, low_fn] =
@@ -91,7 +95,11 @@ fn eval_scores_every_file_causally_writes_plots_and_prints_nab() {
             assert!((0.0..=1.0).contains(&score), "{row}");
         }
         let svg = std::fs::read_to_string(plots.join(format!("{}.svg", rel.display()))).unwrap();
-        assert!(svg.contains("<svg") && svg.contains("</svg>"), "{}", rel.display());
+        assert!(
+            svg.contains("<svg") && svg.contains("</svg>"),
+            "{}",
+            rel.display()
+        );
     }
 
     // Strict causality: scoring a prefix of a file gives the same scores for those rows.
@@ -122,7 +130,11 @@ fn eval_rejects_bad_input_with_the_line() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
-    std::fs::write(data.join("bad.csv"), "timestamp,value\n2014-01-01 00:00:00,1\nnot a time,2\n").unwrap();
+    std::fs::write(
+        data.join("bad.csv"),
+        "timestamp,value\n2014-01-01 00:00:00,1\nnot a time,2\n",
+    )
+    .unwrap();
     let run = Command::new(lookout_bin())
         .args(["eval", "--data"])
         .arg(&data)
@@ -138,21 +150,35 @@ fn eval_rejects_bad_input_with_the_line() {
 #[test]
 fn agent_serves_anomaly_scores_for_watched_series() {
     let agent = Agent::start("[detectors.anomaly]\nenabled = true\n");
-    let scores = wait_for("lookout_anomaly_score samples", Duration::from_secs(30), || {
-        let s = samples(&agent.metrics(), "lookout_anomaly_score");
-        (!s.is_empty()).then_some(s)
-    });
+    let scores = wait_for(
+        "lookout_anomaly_score samples",
+        Duration::from_secs(30),
+        || {
+            let s = samples(&agent.metrics(), "lookout_anomaly_score");
+            (!s.is_empty()).then_some(s)
+        },
+    );
     for (labels, v) in &scores {
         assert!((0.0..=1.0).contains(v), "{labels:?} {v}");
-        let metric = labels.iter().find(|(k, _)| k == "metric").map(|(_, v)| v.as_str());
+        let metric = labels
+            .iter()
+            .find(|(k, _)| k == "metric")
+            .map(|(_, v)| v.as_str());
         let metric = metric.unwrap_or_else(|| panic!("no metric label: {labels:?}"));
-        assert!(!metric.starts_with("lookout_anomaly"), "scores its own output: {metric}");
+        assert!(
+            !metric.starts_with("lookout_anomaly"),
+            "scores its own output: {metric}"
+        );
     }
     assert!(
-        scores.iter().any(|(l, _)| l.iter().any(|(_, v)| v.starts_with("system_cpu_utilization"))),
+        scores.iter().any(|(l, _)| l
+            .iter()
+            .any(|(_, v)| v.starts_with("system_cpu_utilization"))),
         "{scores:?}"
     );
-    let rate = agent.metric("lookout_host_anomaly_rate", &[]).expect("host anomaly rate");
+    let rate = agent
+        .metric("lookout_host_anomaly_rate", &[])
+        .expect("host anomaly rate");
     assert!((0.0..=1.0).contains(&rate));
     assert_eq!(agent.metric("lookout_anomaly_event", &[]), Some(0.0));
 }

@@ -496,7 +496,7 @@ fn the_required_dashboards_exist_and_cover_their_topics() {
 /// the runbooks come with the alert rules).
 #[test]
 fn linked_runbooks_exist() {
-    let dir = lookout_e2e::repo_root().join("alerts/runbooks");
+    let dir = repo_root().join("alerts/runbooks");
     if !dir.is_dir() {
         eprintln!("alerts/runbooks/ not present yet: only the names were checked by the lint");
         return;

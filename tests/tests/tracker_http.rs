@@ -48,7 +48,32 @@ fn http_discovery_proxy_and_failover() {
     assert_eq!(v["path"], json!("/items/42?x=1&y=two"));
     assert_eq!(v["method"], json!("GET"));
 
-    // Headers and a buffered body both ways; hop-by-hop headers stay behind.
+    // End-to-end headers reach the primary; hop-by-hop ones stay behind.
+    let seen: Value = block_on(async {
+        client()
+            .delete(agent.url("/v1/proxy/configsvc/headers"))
+            .header("x-custom", "passed")
+            .header("proxy-authorization", "Basic c2VjcmV0")
+            .header("keep-alive", "timeout=5")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    assert_eq!(seen["method"], json!("DELETE"));
+    let headers = &seen["headers"];
+    assert_eq!(headers["x-custom"], json!("passed"), "{seen}");
+    assert!(headers.get("proxy-authorization").is_none(), "{seen}");
+    assert!(headers.get("keep-alive").is_none(), "{seen}");
+    assert_eq!(
+        headers["host"],
+        json!(replicas[0].url.trim_start_matches("http://")),
+        "{seen}"
+    );
+
+    // A buffered body and headers both ways.
     let (status, echoed, header) = block_on(async {
         let r = client()
             .put(agent.url("/v1/proxy/configsvc/echo"))

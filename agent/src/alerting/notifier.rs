@@ -247,7 +247,7 @@ mod tests {
         let (url, seen) = fake_alertmanager(vec![503, 503, 400]).await;
         let dir = tempfile::tempdir().unwrap();
         let spool = Arc::new(Mutex::new(
-            Spool::open(dir.path(), 100, &[url.clone()]).unwrap(),
+            Spool::open(dir.path(), 100, std::slice::from_ref(&url)).unwrap(),
         ));
         spool.lock().unwrap().push(notice("A")).unwrap();
         spool.lock().unwrap().push(notice("B")).unwrap();

@@ -75,7 +75,7 @@ impl ServiceWatcher {
         let alive = self
             .instance
             .as_ref()
-            .is_some_and(|i| start_ticks(i.pid) == Some(i.start_ticks));
+            .is_some_and(|i| matcher::still_running(i.pid, i.start_ticks));
         if !alive {
             let previous = self.instance.take();
             if let Some(pid) = matcher::find(&self.cfg.matcher)

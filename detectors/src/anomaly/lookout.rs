@@ -111,12 +111,18 @@ pub fn train(history: &[f32]) -> LookoutModel {
     let magnitude = sorted
         .first()
         .map_or(0.0, |lo| lo.abs().max(sorted[sorted.len() - 1].abs()));
-    let level = history.iter().map(|v| (v - median).abs()).fold(0.0, f32::max);
+    let level = history
+        .iter()
+        .map(|v| (v - median).abs())
+        .fold(0.0, f32::max);
     let diffs: Vec<f32> = history.windows(2).map(|w| w[1] - w[0]).collect();
     let jump = diffs.iter().map(|d| d.abs()).fold(0.0, f32::max);
     let mean_abs = diffs.iter().map(|d| d.abs()).sum::<f32>() / diffs.len().max(1) as f32;
     let shape_norm = floor_scale(mean_abs, magnitude);
-    let smoothed: Vec<f32> = diffs.windows(3).map(|w| (w[0] + w[1] + w[2]) / 3.0).collect();
+    let smoothed: Vec<f32> = diffs
+        .windows(3)
+        .map(|w| (w[0] + w[1] + w[2]) / 3.0)
+        .collect();
     let mut model = LookoutModel {
         median,
         level_scale: floor_scale(level, magnitude),
@@ -170,7 +176,11 @@ pub fn dominant_period(history: &[f32]) -> Option<usize> {
         return None;
     }
     let acf = |lag: usize| -> f32 {
-        let s: f32 = centred[lag..].iter().zip(&centred).map(|(a, b)| a * b).sum();
+        let s: f32 = centred[lag..]
+            .iter()
+            .zip(&centred)
+            .map(|(a, b)| a * b)
+            .sum();
         // Normalised by the overlap so long lags are not penalised.
         s / var * n as f32 / (n - lag) as f32
     };

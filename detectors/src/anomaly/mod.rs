@@ -173,7 +173,8 @@ impl Detector {
             self.run += 1;
             if self.run >= 3 {
                 self.lags.rotate_left(1);
-                self.lags[netdata::LAGS - 1] = (self.diffs[0] + self.diffs[1] + self.diffs[2]) / 3.0;
+                self.lags[netdata::LAGS - 1] =
+                    (self.diffs[0] + self.diffs[1] + self.diffs[2]) / 3.0;
             }
         }
         if self.history.len() == HISTORY {
@@ -230,7 +231,11 @@ impl Detector {
             // Netdata trains each model on its own window: the samples since the last model.
             Method::Netdata => {
                 let n = self.history.len().min(netdata::TRAIN_WINDOW);
-                self.history.iter().skip(self.history.len() - n).copied().collect()
+                self.history
+                    .iter()
+                    .skip(self.history.len() - n)
+                    .copied()
+                    .collect()
             }
         };
         TrainingJob {

@@ -53,7 +53,10 @@ fn mean_distance(centres: &[[f32; LAGS]; 2], s: &[f32; LAGS]) -> f32 {
 /// Train one model on a window of raw values (oldest first).
 pub fn train(history: &[f32]) -> NetdataModel {
     let diffs: Vec<f32> = history.windows(2).map(|w| w[1] - w[0]).collect();
-    let smoothed: Vec<f32> = diffs.windows(3).map(|w| (w[0] + w[1] + w[2]) / 3.0).collect();
+    let smoothed: Vec<f32> = diffs
+        .windows(3)
+        .map(|w| (w[0] + w[1] + w[2]) / 3.0)
+        .collect();
     let rows: Vec<[f32; LAGS]> = smoothed
         .windows(LAGS)
         .map(|w| std::array::from_fn(|j| w[j]))

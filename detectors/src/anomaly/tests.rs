@@ -8,7 +8,10 @@ const OP: f32 = lookout::OPERATING_THRESHOLD as f32;
 struct Noise(u64);
 impl Noise {
     fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         ((self.0 >> 11) as f64 / (1u64 << 53) as f64) - 0.5
     }
 }
@@ -28,7 +31,12 @@ fn run(method: Method, kind: SeriesKind, step: f64, values: &[f64]) -> Vec<f32> 
 }
 
 fn flagged(scores: &[f32]) -> Vec<usize> {
-    scores.iter().enumerate().filter(|(_, s)| **s >= OP).map(|(i, _)| i).collect()
+    scores
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| **s >= OP)
+        .map(|(i, _)| i)
+        .collect()
 }
 
 #[test]
@@ -36,7 +44,9 @@ fn daily_cycle_is_not_flagged() {
     // 5-minute samples, 10 days of a daily wave (amplitude 20) with noise.
     let mut noise = Noise(1);
     let values: Vec<f64> = (0..2880)
-        .map(|i| 50.0 + 20.0 * (i as f64 * std::f64::consts::TAU / 288.0).sin() + 2.0 * noise.next())
+        .map(|i| {
+            50.0 + 20.0 * (i as f64 * std::f64::consts::TAU / 288.0).sin() + 2.0 * noise.next()
+        })
         .collect();
     let scores = run(Method::Lookout, SeriesKind::Gauge, 300.0, &values);
     let late: Vec<usize> = flagged(&scores).into_iter().filter(|&i| i >= 288).collect();
@@ -66,7 +76,10 @@ fn spike_is_flagged() {
     // The Netdata baseline sees it too (its shape features contain the jump).
     let nd = run(Method::Netdata, SeriesKind::Gauge, 60.0, &values);
     let hit = nd[1200..1210].iter().copied().fold(0.0, f32::max);
-    assert!(f64::from(hit) >= netdata::OPERATING_THRESHOLD, "netdata {hit}");
+    assert!(
+        f64::from(hit) >= netdata::OPERATING_THRESHOLD,
+        "netdata {hit}"
+    );
 }
 
 #[test]
@@ -124,7 +137,11 @@ fn missing_samples_and_gaps_are_handled() {
     let mut high = Vec::new();
     for i in 0..3000 {
         // Every 7th sample missing (NaN); an hour-long gap at 1500.
-        let v = if i % 7 == 3 { f64::NAN } else { 20.0 + noise.next() };
+        let v = if i % 7 == 3 {
+            f64::NAN
+        } else {
+            20.0 + noise.next()
+        };
         t += if i == 1500 { 3600.0 } else { 10.0 };
         let s = d.observe(t, v);
         d.train_if_due();
@@ -142,7 +159,9 @@ fn missing_samples_and_gaps_are_handled() {
 #[test]
 fn scores_are_causal() {
     let mut noise = Noise(7);
-    let values: Vec<f64> = (0..1200).map(|i| (i as f64 / 40.0).sin() * 5.0 + noise.next()).collect();
+    let values: Vec<f64> = (0..1200)
+        .map(|i| (i as f64 / 40.0).sin() * 5.0 + noise.next())
+        .collect();
     let full = run(Method::Lookout, SeriesKind::Gauge, 1.0, &values);
     let prefix = run(Method::Lookout, SeriesKind::Gauge, 1.0, &values[..700]);
     assert_eq!(&full[..700], &prefix[..]);

@@ -166,9 +166,7 @@ impl Corpus {
                 }
             }
         }
-        corpus
-            .points
-            .sort_by(|a, b| b.score.total_cmp(&a.score));
+        corpus.points.sort_by(|a, b| b.score.total_cmp(&a.score));
         corpus
     }
 

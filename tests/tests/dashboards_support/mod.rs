@@ -64,8 +64,18 @@ impl Dashboard {
     }
 }
 
+/// `dashboards/` of the checkout this test was built from.
 pub fn dashboards_dir() -> PathBuf {
-    lookout_e2e::repo_root().join("dashboards")
+    repo_root().join("dashboards")
+}
+
+/// The repository root, from this test's own build (not the support library's: a target dir
+/// shared between checkouts may hold a library built from another one).
+pub fn repo_root() -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 /// Every `dashboards/*.json`, sorted by file name. Panics on unreadable or invalid JSON: a
