@@ -3,8 +3,10 @@
 # 500 threads at 10 Hz for 60 s (start-up and the 3 s before threads count as calm included),
 # as % of one core (target <= 1 %). Two targets:
 #   parked  500 workers parked on futexes (the common case: one schedstat read per thread)
-#   tick    500 workers waking every 50 ms (worst case: every syscall line re-read, decoded)
-# Usage: tests/bench/timeout_overhead.sh   (builds lookout and the scenario bins first)
+#   tick    500 workers waking every 50 ms (every look re-reads and decodes the syscall line;
+#           like parked ones they are looked at once a second after 3 s without a peer wait)
+# Usage: tests/bench/timeout_overhead.sh   (builds the debug lookout and the scenario bins;
+#        LOOKOUT_BIN=.../release/lookout for release figures, SECONDS_PER_RUN=N to shorten)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 target="${CARGO_TARGET_DIR:-$PWD/target}"
