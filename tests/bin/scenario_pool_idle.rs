@@ -1,5 +1,7 @@
 //! Healthy scenario and overhead-bench target: a pool of N worker threads (default 16, first
-//! argument) parked waiting for work that does not come, plus a few timers. Must be `ok`.
+//! argument) parked waiting for work that does not come. Must be `ok`. With `tick` as second
+//! argument every worker instead wakes every 50 ms (the sampler's worst case: every thread
+//! has run since the last look, so every syscall line is re-read and decoded).
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -9,6 +11,7 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(16);
+    let tick = std::env::args().nth(2).as_deref() == Some("tick");
     let work = Arc::new((Mutex::new(Vec::<u64>::new()), Condvar::new()));
     let (_tx, rx) = std::sync::mpsc::channel::<u64>();
     let rx = Arc::new(Mutex::new(rx));
@@ -19,7 +22,11 @@ fn main() {
             .name(format!("worker-{i}"))
             .stack_size(64 << 10)
             .spawn(move || {
-                if i % 2 == 0 {
+                if tick {
+                    for _ in 0..72_000 {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                } else if i % 2 == 0 {
                     // Condition-variable pool.
                     let (lock, cv) = &*work;
                     let mut q = lock.lock().unwrap();

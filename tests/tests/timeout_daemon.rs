@@ -116,3 +116,80 @@ hang_threshold = "2s"
         "{body}"
     );
 }
+
+#[test]
+fn without_ptrace_rights_the_daemon_warns_counts_and_keeps_running() {
+    use std::os::unix::fs::PermissionsExt;
+    if unsafe { libc::geteuid() } != 0 {
+        // Needs root to drop to another uid; the CLI test covers the unprivileged case.
+        eprintln!("not root: covered by timeout_diagnose_cli");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let bin = dir.path().join("lookout");
+    std::fs::copy(lookout_e2e::lookout_bin(), &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // A root process the agent (running as nobody) may not read.
+    let target = Proc(Command::new("sleep").arg("60").spawn().unwrap());
+    let pidfile = dir.path().join("target.pid");
+    std::fs::write(&pidfile, target.0.id().to_string()).unwrap();
+    let port = free_port();
+    let config = dir.path().join("lookout.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[agent]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n\n[[service]]\nname = \"root-sleep\"\nmatch = {{ pidfile = \"{}\" }}\n\n[detectors.timeout]\nenabled = true\n",
+            dir.path().join("data").display(),
+            pidfile.display()
+        ),
+    )
+    .unwrap();
+    for f in [&config, &pidfile] {
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let mut agent = Proc(
+        Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+            ])
+            .arg(&bin)
+            .args(["run", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("setpriv (util-linux)"),
+    );
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let errors = wait_for("permission error counted", Duration::from_secs(20), || {
+        let (_, body) = lookout_e2e::http_get(&url)?;
+        lookout_e2e::metric_value(
+            &body,
+            "lookout_timeout_sample_errors_total",
+            &[("service", "root-sleep"), ("reason", "permission")],
+        )
+        .filter(|v| *v >= 1.0)
+        .map(|v| (v, body))
+    });
+    // No suspect count is exported for a service it cannot see (unknown is not zero).
+    assert!(
+        lookout_e2e::metric_value(
+            &errors.1,
+            "lookout_timeout_suspects",
+            &[("service", "root-sleep")]
+        )
+        .is_none(),
+        "{}",
+        errors.1
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(agent.0.try_wait().unwrap().is_none(), "the agent stopped");
+    assert!(
+        lookout_e2e::http_get(&url).is_some(),
+        "the agent stopped answering"
+    );
+}

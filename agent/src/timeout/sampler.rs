@@ -17,6 +17,12 @@ use thiserror::Error;
 
 /// How often the thread list is re-read.
 const RESCAN_SECONDS: f64 = 1.0;
+/// Seconds a thread must go without a wait on another party before it is looked at only every
+/// [`CALM_PERIOD`]: parked pools and sleepers cost little, and a thread that starts waiting on
+/// a peer is seen within a second — far below any hang threshold. Longer than the detector's
+/// gap tolerance (2 s), so a retry loop sleeping between attempts stays fully sampled.
+const CALM_AFTER: f64 = 3.0;
+const CALM_PERIOD: f64 = 1.0;
 
 #[derive(Debug, Error)]
 pub enum SampleError {
@@ -38,6 +44,32 @@ struct ThreadFiles {
     /// (run time ns, times scheduled in) at the last tick.
     last_sched: Option<(u64, u64)>,
     last: Option<ThreadSample>,
+    /// Since when the thread has not been seen waiting on another party.
+    calm_since: Option<f64>,
+    /// Not looked at again before this time (calm threads).
+    next_look: f64,
+}
+
+impl ThreadFiles {
+    /// Decide when to look next, from what the thread was just seen doing.
+    fn schedule(&mut self, state: &ThreadState, at: f64) {
+        match state {
+            ThreadState::Blocked(call) if waits_on_other_party(call).is_some() => {
+                self.calm_since = None;
+            }
+            _ => {
+                self.calm_since.get_or_insert(at);
+            }
+        }
+        self.next_look = if self
+            .calm_since
+            .is_some_and(|since| at - since >= CALM_AFTER)
+        {
+            at + CALM_PERIOD
+        } else {
+            0.0
+        };
+    }
 }
 
 /// Samples one process. Never stops or attaches to it.
@@ -136,6 +168,8 @@ impl ProcessSampler {
                     comm,
                     last_sched: None,
                     last: None,
+                    calm_since: None,
+                    next_look: 0.0,
                 },
             );
         }
@@ -165,6 +199,12 @@ impl ProcessSampler {
         let pid = self.pid;
         let names = &self.names;
         for (tid, tf) in self.threads.iter_mut() {
+            if at < tf.next_look
+                && let Some(last) = &tf.last
+            {
+                out.push(last.clone());
+                continue;
+            }
             let Some(sched) = read_schedstat(&tf.schedstat, &mut self.buf) else {
                 gone.push(*tid);
                 continue;
@@ -174,7 +214,9 @@ impl ProcessSampler {
                 && let Some(last) = &tf.last
                 && last.state != ThreadState::Running
             {
-                out.push(last.clone());
+                let last = last.clone();
+                tf.schedule(&last.state, at);
+                out.push(last);
                 continue;
             }
             tf.last_sched = Some(sched);
@@ -230,6 +272,7 @@ impl ProcessSampler {
                 blocked_since,
                 io,
             };
+            tf.schedule(&sample.state, at);
             tf.last = Some(sample.clone());
             out.push(sample);
         }

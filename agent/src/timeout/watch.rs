@@ -184,6 +184,10 @@ fn failed(w: &mut Watched, m: &Metrics, e: &SampleError) {
     }
     w.instance = None;
     clear(w, m);
+    if matches!(e, SampleError::PermissionDenied(_)) {
+        // Unknown is not zero: export no suspects rather than a reassuring 0.
+        m.suspects.remove_where("service", &w.name);
+    }
 }
 
 fn clear(w: &mut Watched, m: &Metrics) {
