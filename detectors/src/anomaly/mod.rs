@@ -16,14 +16,16 @@
 //!   kind in the training window, then divided by the largest deviation seen in the last ~48 h
 //!   ([`novelty`]): a sample is anomalous when it is beyond anything seen recently. Daily
 //!   jobs, level shifts that stay and slow cycles therefore stop scoring high after their
-//!   first appearance.
+//!   first appearance. Within [`REFRACTORY`] samples of an alarm, scores that do not exceed
+//!   it are damped: one incident pages once (NAB rewards only the first detection of a
+//!   window and charges every later one outside it).
 //! * [`Method::Netdata`] ([`netdata`]): the known baseline, Netdata's k = 2 k-means on 6 lagged
 //!   3-point-smoothed first differences, several models on successive windows that must all
 //!   agree.
 //!
 //! Memory bound per series (see [`Detector::memory_bytes`], checked by a unit test): the
 //! history ring of [`HISTORY`] f32 values (3 KiB) plus the model (≤ 250 bytes), the novelty
-//! memory (~220 bytes) and fixed state: 3,864 bytes for `Lookout`, 3,768 bytes for `Netdata`
+//! memory (~220 bytes) and fixed state: about 3,872 bytes for `Lookout`, 3,768 bytes for `Netdata`
 //! with its 4 models — both under the 8 KiB target.
 
 pub mod lookout;
@@ -45,6 +47,13 @@ pub const RETRAIN_EVERY: usize = 64;
 
 /// Highest score while the model is immature (below every operating threshold).
 pub const IMMATURE_CAP: f32 = 0.45;
+
+/// Samples after an alarm during which scores not above its peak are damped.
+pub const REFRACTORY: u32 = 128;
+/// Factor applied to those scores (keeps them below every useful threshold).
+pub const REFRACTORY_DAMP: f32 = 0.5;
+/// Score that opens an incident: n = 1, a deviation beyond the largest of the last ~48 h.
+pub const ALARM_ARM: f32 = 0.5;
 
 /// Which detector.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -132,6 +141,9 @@ pub struct Detector {
     lookout: Option<lookout::LookoutModel>,
     netdata: netdata::Ensemble,
     novelty: novelty::Novelty,
+    /// Highest score of the current alarm and the samples since it (refractory period).
+    alarm_peak: f32,
+    alarm_age: u32,
 }
 
 impl Detector {
@@ -149,6 +161,8 @@ impl Detector {
             lookout: None,
             netdata: netdata::Ensemble::default(),
             novelty: novelty::Novelty::default(),
+            alarm_peak: 0.0,
+            alarm_age: u32::MAX,
         }
     }
 
@@ -198,11 +212,12 @@ impl Detector {
                     let score = self.novelty.score(t, e, m.mature());
                     // An immature model (short history) never calls a sample anomalous:
                     // no burst of alarms while a new series warms up.
-                    if m.mature() {
+                    let score = if m.mature() {
                         score
                     } else {
                         score.min(IMMATURE_CAP)
-                    }
+                    };
+                    self.refractory(score)
                 }
                 None => 0.0,
             },
@@ -212,6 +227,28 @@ impl Detector {
             score.clamp(0.0, 1.0)
         } else {
             0.0
+        }
+    }
+
+    /// Repeated alarms of one incident: within [`REFRACTORY`] samples of an alarm (a score
+    /// of at least [`ALARM_ARM`]), a score that does not exceed the alarm's peak is damped by
+    /// [`REFRACTORY_DAMP`]. Only the first sample of an incident (or one that is clearly
+    /// worse) pages; the wobble around it does not.
+    fn refractory(&mut self, score: f32) -> f32 {
+        self.alarm_age = self.alarm_age.saturating_add(1);
+        let peak = if self.alarm_age <= REFRACTORY {
+            self.alarm_peak
+        } else {
+            0.0
+        };
+        if score > peak {
+            if score >= ALARM_ARM {
+                self.alarm_peak = score;
+                self.alarm_age = 0;
+            }
+            score
+        } else {
+            score * REFRACTORY_DAMP
         }
     }
 
