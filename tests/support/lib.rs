@@ -91,6 +91,31 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
+/// A child process killed (and reaped) when dropped.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start the `lookout-test-child` helper binary (`bin`, from the test's
+/// `env!("CARGO_BIN_EXE_lookout-test-child")`): `threads` parked threads, ready (listening on
+/// `port`) after `ready_after` seconds.
+pub fn spawn_test_child(bin: &str, threads: usize, ready_after: f64, port: u16) -> KillOnDrop {
+    KillOnDrop(
+        Command::new(bin)
+            .args(["--threads", &threads.to_string()])
+            .args(["--ready-after", &ready_after.to_string()])
+            .args(["--port", &port.to_string()])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn lookout-test-child"),
+    )
+}
+
 /// A running `lookout run` with its own config file and data dir; killed on drop.
 pub struct Agent {
     pub child: Child,

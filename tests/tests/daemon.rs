@@ -4,30 +4,16 @@
 
 use lookout_e2e::otlp::Receiver;
 use lookout_e2e::prometheus::Prometheus;
-use lookout_e2e::{Agent, free_port, lookout_bin, metric_value, wait_for};
-use std::process::{Child, Command, Stdio};
+use lookout_e2e::{
+    Agent, KillOnDrop, free_port, lookout_bin, metric_value, spawn_test_child, wait_for,
+};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const CHILD: &str = env!("CARGO_BIN_EXE_lookout-test-child");
 
-struct KillOnDrop(Child);
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn spawn_child(threads: usize, ready_after: f64, port: u16) -> KillOnDrop {
-    KillOnDrop(
-        Command::new(CHILD)
-            .args(["--threads", &threads.to_string()])
-            .args(["--ready-after", &ready_after.to_string()])
-            .args(["--port", &port.to_string()])
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn child"),
-    )
+    spawn_test_child(CHILD, threads, ready_after, port)
 }
 
 fn service_toml(name: &str, port: u16, expected: u64) -> String {

@@ -19,9 +19,10 @@ mod tracker_support;
 
 use dashboards_support::*;
 use lookout_e2e::prometheus::{Prometheus, urlencode};
-use lookout_e2e::{Agent, block_on, client, free_port, http_get, wait_for};
+use lookout_e2e::{
+    Agent, KillOnDrop, block_on, client, free_port, http_get, spawn_test_child, wait_for,
+};
 use serde_json::{Value, json};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tracker_support::{Replica, failover, start_replicas};
 
@@ -38,24 +39,8 @@ const MIN_DATA: Duration = Duration::from_secs(15);
 /// only after their first event, detectors that need a few samples).
 const DEADLINE: Duration = Duration::from_secs(45);
 
-struct KillOnDrop(Child);
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn spawn_child(threads: usize, ready_after: f64, port: u16) -> KillOnDrop {
-    KillOnDrop(
-        Command::new(CHILD)
-            .args(["--threads", &threads.to_string()])
-            .args(["--ready-after", &ready_after.to_string()])
-            .args(["--port", &port.to_string()])
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn lookout-test-child"),
-    )
+    spawn_test_child(CHILD, threads, ready_after, port)
 }
 
 fn service_toml(name: &str, port: u16, expected: u64, budget: &str) -> String {

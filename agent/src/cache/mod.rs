@@ -522,29 +522,11 @@ impl Cache {
     fn record_error(&self, err: &CacheError) {
         let kind = err.kind();
         let name = self.opts.name.as_str();
-        self.metrics.errors.add(
-            1,
-            &[
-                KeyValue::new("cache", self.opts.name.clone()),
-                KeyValue::new("kind", kind),
-            ],
-        );
-        let total = {
-            let mut t = self
-                .metrics
-                .totals
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            let v = t.entry(("errors", kind)).or_insert(0);
-            *v += 1;
-            *v
-        };
-        self.ctx.series.record(
-            &SeriesKey::new(
-                "lookout_cache_errors_total",
-                &[("cache", name), ("kind", kind)],
-            ),
-            total as f64,
+        self.count(
+            &self.metrics.errors,
+            "lookout_cache_errors_total",
+            "kind",
+            kind,
         );
         tracing::warn!(cache = %name, kind, "{err}");
         let now = Instant::now();
@@ -576,28 +558,42 @@ impl Cache {
 
     fn record_load(&self, ok: bool) {
         let outcome = if ok { "ok" } else { "error" };
-        self.metrics.loads.add(
+        self.count(
+            &self.metrics.loads,
+            "lookout_cache_source_loads_total",
+            "outcome",
+            outcome,
+        );
+    }
+
+    /// Add one to `counter{cache, label=value}` and mirror its running total into the series
+    /// store under `series`, where the alert rules read it.
+    fn count(
+        &self,
+        counter: &Counter<u64>,
+        series: &'static str,
+        label: &'static str,
+        value: &'static str,
+    ) {
+        counter.add(
             1,
             &[
                 KeyValue::new("cache", self.opts.name.clone()),
-                KeyValue::new("outcome", outcome),
+                KeyValue::new(label, value),
             ],
         );
         let total = {
-            let mut t = self
+            let mut totals = self
                 .metrics
                 .totals
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            let v = t.entry(("loads", outcome)).or_insert(0);
+            let v = totals.entry((series, value)).or_insert(0);
             *v += 1;
             *v
         };
         self.ctx.series.record(
-            &SeriesKey::new(
-                "lookout_cache_source_loads_total",
-                &[("cache", self.name()), ("outcome", outcome)],
-            ),
+            &SeriesKey::new(series, &[("cache", self.name()), (label, value)]),
             total as f64,
         );
     }
