@@ -100,6 +100,10 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Dae
         components: components.clone(),
     });
     let server_token = root.clone();
+    // Closed before the server answers its first /readyz, so that no request can find the
+    // agent ready before its first probe cycle; start_generation opens it.
+    ctx.readiness
+        .wait_for("probes", "the first probe cycle has not finished");
     let mut server = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move { server_token.cancelled().await })
