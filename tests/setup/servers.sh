@@ -14,6 +14,7 @@ command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v redis-benchmark >/dev/null || need_apt+=(redis-tools)
 command -v nc.openbsd >/dev/null || need_apt+=(netcat-openbsd)
 command -v curl >/dev/null || need_apt+=(curl)
+command -v wget >/dev/null || need_apt+=(wget)
 
 if ((${#need_apt[@]})); then
     echo "setup: installing ${need_apt[*]}"

@@ -4,8 +4,8 @@
 //! Bug scenarios, per class: clients waiting on a silent peer with no timeout, waits on a
 //! lock another party never releases, clients with a very large timeout on a silent peer,
 //! retry loops with a too-small timeout against a slow server — our own small programs
-//! (tests/scenarios/*.py, tests/bin/*.rs) and real clients we did not write (curl, nc,
-//! redis-cli, flock). Healthy set: real servers idle and under their own benchmark
+//! (tests/scenarios/*.py, tests/bin/*.rs) and real clients we did not write (curl, wget,
+//! nc, redis-cli, flock). Healthy set: real servers idle and under their own benchmark
 //! (redis-server + redis-benchmark), idle servers, thread pools, sleepers, `tail -f`.
 //! The test prints detections and false alarms per class, then asserts every verdict.
 
@@ -114,9 +114,6 @@ struct Case {
     name: &'static str,
     /// The verdict it must get: a CONTRACT verdict.
     expect: &'static str,
-    /// A known limit of sampling from outside: the class cannot be told, only that it is a
-    /// suspect (see the note printed with the results).
-    known_limit: bool,
     pid: i32,
     seconds: f64,
 }
@@ -125,7 +122,6 @@ fn case(name: &'static str, expect: &'static str, p: &Proc) -> Case {
     Case {
         name,
         expect,
-        known_limit: false,
         pid: p.pid(),
         seconds: SECONDS,
     }
@@ -271,16 +267,24 @@ fn timeout_scenarios_are_classified_and_healthy_software_is_ok() {
         &mut cases,
         &mut keep,
     );
-    let curl_large = spawn("curl", &["-s", "--max-time", "3600", &url(silent)]);
-    cases.push(Case {
-        known_limit: true,
-        ..case(
-            "curl --max-time 3600, silent peer",
-            "too_large_timeout",
-            &curl_large,
-        )
-    });
-    keep.push(curl_large);
+    // curl keeps this deadline in user space (it polls every second): the verdict rests on its
+    // command line.
+    add(
+        "curl --max-time 3600, silent peer",
+        "too_large_timeout",
+        spawn("curl", &["-s", "--max-time", "3600", &url(silent)]),
+        &mut cases,
+        &mut keep,
+    );
+
+    // wget's default read timeout is 900 s (wget(1)), handed to the kernel in pselect6.
+    add(
+        "wget, default timeouts, silent peer",
+        "too_large_timeout",
+        spawn("wget", &["-q", "-O", "/dev/null", &url(silent)]),
+        &mut cases,
+        &mut keep,
+    );
 
     // --- too_small_timeout ---
     add(
@@ -314,6 +318,29 @@ fn timeout_scenarios_are_classified_and_healthy_software_is_ok() {
         )
     });
     keep.push(curl_retry);
+
+    let wget_retry = spawn(
+        "wget",
+        &[
+            "-q",
+            "-O",
+            "/dev/null",
+            "-T",
+            "0.3",
+            "--tries=100",
+            "--waitretry=1",
+            &url(slow),
+        ],
+    );
+    cases.push(Case {
+        seconds: 6.0,
+        ..case(
+            "wget -T 0.3 --tries=100, 3 s server",
+            "too_small_timeout",
+            &wget_retry,
+        )
+    });
+    keep.push(wget_retry);
 
     // --- healthy: ok ---
     let bench = spawn(
@@ -501,8 +528,7 @@ fn timeout_scenarios_are_classified_and_healthy_software_is_ok() {
                 )
             }
         );
-        let acceptable = right || (c.known_limit && verdict != "ok");
-        if !acceptable {
+        if !right {
             failures.push(format!(
                 "{}: expected {}, got {verdict}: {v}",
                 c.name, c.expect
@@ -527,10 +553,6 @@ fn timeout_scenarios_are_classified_and_healthy_software_is_ok() {
         bugs.1,
         bugs.0,
         100.0 * f64::from(bugs.1) / f64::from(bugs.0)
-    );
-    println!(
-        "known limit: curl keeps its --max-time deadline in user space and polls its socket \
-         every second, so from outside it looks exactly like curl without --max-time"
     );
     drop(keep);
     assert!(

@@ -4,7 +4,8 @@
 
 use super::sampler::{ProcessSampler, SampleError, now};
 use lookout_detectors::timeout::{
-    DetectorConfig, ProcessDetector, Suspect, Timeout, Verdict, blocked_counts, format_seconds,
+    DetectorConfig, ProcessDetector, Suspect, Timeout, Verdict, blocked_counts, declared_deadline,
+    format_seconds,
 };
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -66,6 +67,7 @@ pub fn diagnose(opts: &DiagnoseOptions) -> Result<Report, SampleError> {
     };
     // Names as of now: a process that exec'd while watched (a wrapper script) has a new one.
     let process = sampler.process_name();
+    detector.set_declared(declared_deadline(&sampler.command_line()));
     let mut findings = detector.suspects();
     for f in &mut findings {
         if let Some(name) = sampler.thread_name(f.tid) {

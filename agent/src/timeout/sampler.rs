@@ -131,6 +131,19 @@ impl ProcessSampler {
             .unwrap_or_default()
     }
 
+    /// The process's argv as of now (empty for a kernel thread or a process that is gone):
+    /// some clients declare their deadline only there.
+    pub fn command_line(&self) -> Vec<String> {
+        std::fs::read(format!("/proc/{}/cmdline", self.pid))
+            .map(|raw| {
+                raw.split(|b| *b == 0)
+                    .filter(|a| !a.is_empty())
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     fn rescan(&mut self, at: f64) -> Result<(), SampleError> {
         let dir = format!("/proc/{}/task", self.pid);
         let entries = std::fs::read_dir(&dir).map_err(|e| classify_error(self.pid, e))?;

@@ -10,7 +10,8 @@ use crate::config::{ProcessMatch, TimeoutConfig};
 use crate::context::{Context, Finding};
 use crate::series::Gauge;
 use lookout_detectors::timeout::{
-    DetectorConfig, ProcessDetector, ThreadState, Verdict, blocked_counts, waits_on_other_party,
+    DetectorConfig, ProcessDetector, ThreadState, Verdict, blocked_counts, declared_deadline,
+    waits_on_other_party,
 };
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::Counter;
@@ -154,7 +155,9 @@ fn resolve(w: &mut Watched, m: &Metrics, detector_cfg: &DetectorConfig) {
     };
     match ProcessSampler::new(pid) {
         Ok(s) => {
-            w.instance = Some((s, ProcessDetector::new(detector_cfg.clone())));
+            let mut detector = ProcessDetector::new(detector_cfg.clone());
+            detector.set_declared(declared_deadline(&s.command_line()));
+            w.instance = Some((s, detector));
             w.retry_at = None;
         }
         Err(e) => failed(w, m, &e),

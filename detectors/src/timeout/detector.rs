@@ -2,6 +2,7 @@
 //! and classifies it into the CONTRACT verdicts.
 
 use super::client_bytes;
+use super::cmdline::Declared;
 use super::{
     Baseline, Call, Party, ProcessSample, ThreadState, Timeout, Verdict, client_inodes,
     format_seconds, waits_on_other_party,
@@ -200,6 +201,9 @@ pub struct ProcessDetector {
     baseline: Baseline,
     threads: HashMap<i32, Track>,
     last_at: f64,
+    /// The deadline the process declares on its command line, for clients that keep it in
+    /// user space.
+    declared: Option<Declared>,
 }
 
 impl ProcessDetector {
@@ -209,7 +213,14 @@ impl ProcessDetector {
             baseline: Baseline::default(),
             threads: HashMap::new(),
             last_at: 0.0,
+            declared: None,
         }
+    }
+
+    /// Tell the detector the deadline the process declares for itself (from
+    /// [`declared_deadline`](super::declared_deadline) on its command line).
+    pub fn set_declared(&mut self, declared: Option<Declared>) {
+        self.declared = declared;
     }
 
     pub fn config(&self) -> &DetectorConfig {
@@ -434,28 +445,80 @@ impl ProcessDetector {
                 ),
             )),
             // A finite short wait that has been re-armed past its own timeout with nothing
-            // read: the program has no overall deadline on this party.
-            // Only on one connection: a client opening connection after connection to the
-            // same peer is busy, not stuck.
-            Timeout::Finite(t) if duration > t * 1.5 && stall.connections.len() <= 1 => Some(suspect(
-                Verdict::MissingTimeout,
-                Timeout::Infinite,
-                format!(
-                    "stuck {:.0} s on {}: {} wakes every {} s and waits again, nothing arrives \
-                     and no overall deadline ends it",
-                    duration,
-                    stall.key,
-                    stall.call.syscall,
-                    format_seconds(t)
-                ),
-                "check the peer; then give the whole request a deadline (e.g. curl --max-time, a \
-                 client library's total/read timeout) and handle its expiry"
-                    .into(),
-            )),
+            // read: the program keeps its deadline in user space, if it has one. Only on one
+            // connection: a client opening connection after connection to the same peer is
+            // busy, not stuck.
+            Timeout::Finite(t) if duration > t * 1.5 && stall.connections.len() <= 1 => {
+                self.classify_user_space_deadline(stall, duration, t, suspect)
+            }
             Timeout::Finite(_) => None,
         }
     }
 
+    /// A thread re-arming a short wait (`tick` seconds) on a silent party: the deadline, if
+    /// any, lives in the program. The command line of a known client says what it is.
+    fn classify_user_space_deadline(
+        &self,
+        stall: &Stall,
+        duration: f64,
+        tick: f64,
+        suspect: impl Fn(Verdict, Timeout, String, String) -> Suspect,
+    ) -> Option<Suspect> {
+        let max = self.cfg.max_timeout;
+        if let Some(Declared {
+            program,
+            flag,
+            seconds: Some(deadline),
+        }) = &self.declared
+        {
+            if *deadline > max {
+                return Some(suspect(
+                    Verdict::TooLargeTimeout,
+                    Timeout::Finite(*deadline),
+                    format!(
+                        "stuck {:.0} s on {}: {} wakes every {} s and waits again; its command                          line gives the request {} s ({program} {flag}), above the {} s maximum:                          callers give up long before it fires",
+                        duration,
+                        stall.key,
+                        stall.call.syscall,
+                        format_seconds(tick),
+                        format_seconds(*deadline),
+                        format_seconds(max)
+                    ),
+                    format!(
+                        "check the peer; lower {program} {flag} to what the caller can wait (at                          most {} s) and handle its expiry",
+                        format_seconds(max)
+                    ),
+                ));
+            }
+            if duration < deadline * 1.5 {
+                // Within its own, reasonable deadline: it will give up in time.
+                return None;
+            }
+        }
+        let advice = match &self.declared {
+            Some(d) => format!(
+                "check the peer; then give the request a deadline ({} {} SECONDS; a value in a                  config file such as ~/.curlrc is not visible here) and handle its expiry",
+                d.program, d.flag
+            ),
+            None => "check the peer; then give the whole request a deadline (e.g. curl                      --max-time, a client library's total/read timeout) and handle its expiry"
+                .into(),
+        };
+        Some(suspect(
+            Verdict::MissingTimeout,
+            Timeout::Infinite,
+            format!(
+                "stuck {:.0} s on {}: {} wakes every {} s and waits again, nothing arrives                      and no overall deadline ends it",
+                duration,
+                stall.key,
+                stall.call.syscall,
+                format_seconds(tick)
+            ),
+            advice,
+        ))
+    }
+}
+
+impl ProcessDetector {
     /// The process verdict: the worst of its suspects.
     pub fn verdict_of(suspects: &[Suspect]) -> Verdict {
         suspects

@@ -20,12 +20,16 @@
 //! 3. *Baseline* ([`Baseline`]): per process, for each wait site (call + program counter), the
 //!    longest stall that ended in progress. A site that is known to wait long and then succeed
 //!    (a subscriber, a long poll) raises its own hang threshold.
-//! 4. *Classification* into the CONTRACT verdicts ([`Verdict`]).
+//! 4. *Classification* into the CONTRACT verdicts ([`Verdict`]). A client that keeps its
+//!    deadline in user space and polls on a short tick (curl) shows no timeout to the kernel;
+//!    for the clients [`declared_deadline`] knows, the deadline comes from the command line.
 
 mod baseline;
+mod cmdline;
 mod detector;
 
 pub use baseline::Baseline;
+pub use cmdline::{Declared, declared_deadline};
 pub use detector::{DetectorConfig, ProcessDetector, Suspect};
 
 use serde::Serialize;

@@ -181,6 +181,53 @@ fn re_armed_short_waits_on_a_silent_peer_are_a_missing_overall_timeout() {
     assert_eq!(s[0].verdict, Verdict::MissingTimeout);
 }
 
+/// The same silent 1 s poll loop, as curl with the given command line, watched for 4 s.
+fn curl_poll_loop(argv: &[&str]) -> Vec<Suspect> {
+    let mut det = ProcessDetector::new(cfg());
+    det.set_declared(declared_deadline(argv));
+    let tick = call("poll", Timeout::Finite(1.0), vec![client(7, "10.0.0.1:80")]);
+    run(&mut det, 40, |i| {
+        vec![thread(
+            1,
+            ThreadState::Blocked(tick.clone()),
+            i as u64 / 10,
+            (5, 5),
+        )]
+    });
+    det.suspects()
+}
+
+#[test]
+fn a_user_space_deadline_comes_from_the_command_line_of_known_clients() {
+    let large = curl_poll_loop(&["curl", "-s", "--max-time", "3600", "http://x/"]);
+    assert_eq!(large[0].verdict, Verdict::TooLargeTimeout);
+    assert_eq!(large[0].timeout, Timeout::Finite(3600.0));
+    assert!(
+        large[0].detail.contains("curl --max-time"),
+        "{}",
+        large[0].detail
+    );
+    let none = curl_poll_loop(&["curl", "-s", "http://x/"]);
+    assert_eq!(none[0].verdict, Verdict::MissingTimeout);
+    assert!(
+        none[0].advice.contains("curl --max-time"),
+        "{}",
+        none[0].advice
+    );
+    // A short deadline not yet reached: it will give up in time.
+    assert!(curl_poll_loop(&["curl", "-m", "20", "http://x/"]).is_empty());
+    // Past 1.5 x its own deadline and still there: the deadline does not work.
+    assert_eq!(
+        curl_poll_loop(&["curl", "-m", "1", "http://x/"])[0].verdict,
+        Verdict::MissingTimeout
+    );
+    // Programs the table does not know keep the kernel's view.
+    assert_eq!(
+        curl_poll_loop(&["wget", "-T", "3600", "http://x/"])[0].verdict,
+        Verdict::MissingTimeout
+    );
+}
+
 #[test]
 fn retries_on_new_connections_with_nothing_back_are_too_small() {
     let mut det = ProcessDetector::new(cfg());
