@@ -11,14 +11,15 @@
 //! Two methods:
 //! * [`Method::Lookout`] (the default, [`lookout`]): the largest of four normalised
 //!   deviations (level against the recent median, first difference, shape of the last smoothed
-//!   differences against linfa k-means centres, residual against one dominant period ago),
-//!   each divided by the largest deviation of its
-//!   kind in the training window, then divided by the largest deviation seen in the last ~48 h
-//!   ([`novelty`]): a sample is anomalous when it is beyond anything seen recently. Daily
-//!   jobs, level shifts that stay and slow cycles therefore stop scoring high after their
-//!   first appearance. Within [`REFRACTORY`] samples of an alarm, scores that do not exceed
-//!   it are damped: one incident pages once (NAB rewards only the first detection of a
-//!   window and charges every later one outside it).
+//!   differences against linfa k-means centres, residual against the last two cycles of a
+//!   dominant period; for a strong cycle the seasonal residual alone), each divided by the top
+//!   1 % quantile of its kind in the training window, then compared with the second largest
+//!   hourly maximum of the last ~48 h ([`novelty`]): a sample is anomalous when it is beyond
+//!   what was seen recently more than once. Daily jobs, level shifts that stay and slow cycles
+//!   therefore stop scoring high after their first appearances. Within [`REFRACTORY`]
+//!   samples of an alarm, scores that do not exceed it are damped: one incident pages once
+//!   (NAB rewards only the first detection of a window and charges every later one outside
+//!   it). Every setting is the same for every series ([`Params::default`]).
 //! * [`Method::Netdata`] ([`netdata`]): the known baseline, Netdata's k = 2 k-means on 6 lagged
 //!   3-point-smoothed first differences, several models on successive windows that must all
 //!   agree.
@@ -54,6 +55,14 @@ pub const REFRACTORY: u32 = 128;
 pub const REFRACTORY_DAMP: f32 = 0.5;
 /// Score that opens an incident: n = 1, a deviation beyond the largest of the last ~48 h.
 pub const ALARM_ARM: f32 = 0.5;
+
+/// Settings of the lookout method. The defaults are the shipped configuration, the same for
+/// every series; the struct exists for sensitivity studies ([`Detector::with_params`]).
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub struct Params {
+    pub train: lookout::TrainParams,
+    pub novelty: novelty::NoveltyParams,
+}
 
 /// Which detector.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -103,13 +112,14 @@ pub enum Model {
 pub struct TrainingJob {
     method: Method,
     history: Vec<f32>,
+    params: lookout::TrainParams,
 }
 
 impl TrainingJob {
     /// Fit the model (k-means and statistics over the history). Pure and deterministic.
     pub fn run(self) -> Model {
         match self.method {
-            Method::Lookout => Model::Lookout(lookout::train(&self.history)),
+            Method::Lookout => Model::Lookout(lookout::train(&self.history, &self.params)),
             Method::Netdata => Model::Netdata(netdata::train(&self.history)),
         }
     }
@@ -141,6 +151,7 @@ pub struct Detector {
     lookout: Option<lookout::LookoutModel>,
     netdata: netdata::Ensemble,
     novelty: novelty::Novelty,
+    params: Params,
     /// Highest score of the current alarm and the samples since it (refractory period).
     alarm_peak: f32,
     alarm_age: u32,
@@ -148,6 +159,11 @@ pub struct Detector {
 
 impl Detector {
     pub fn new(method: Method, kind: SeriesKind) -> Self {
+        Self::with_params(method, kind, Params::default())
+    }
+
+    /// A detector with other settings than the shipped ones (sensitivity studies).
+    pub fn with_params(method: Method, kind: SeriesKind, params: Params) -> Self {
         Self {
             method,
             prep: Preprocessor::new(kind),
@@ -161,6 +177,7 @@ impl Detector {
             lookout: None,
             netdata: netdata::Ensemble::default(),
             novelty: novelty::Novelty::default(),
+            params,
             alarm_peak: 0.0,
             alarm_age: u32::MAX,
         }
@@ -209,7 +226,7 @@ impl Detector {
                     let newest = history.len() - 1;
                     let ago = |lag: usize| newest.checked_sub(lag).map(|i| history[i]);
                     let e = m.deviation(x, diff, shape, ago);
-                    let score = self.novelty.score(t, e, m.mature());
+                    let score = self.novelty.score(t, e, m.mature(), &self.params.novelty);
                     // An immature model (short history) never calls a sample anomalous:
                     // no burst of alarms while a new series warms up.
                     let score = if m.mature() {
@@ -289,6 +306,7 @@ impl Detector {
         TrainingJob {
             method: self.method,
             history,
+            params: self.params.train,
         }
     }
 
