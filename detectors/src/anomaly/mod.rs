@@ -53,7 +53,8 @@ pub const IMMATURE_CAP: f32 = 0.45;
 pub const REFRACTORY: u32 = 128;
 /// Factor applied to those scores (keeps them below every useful threshold).
 pub const REFRACTORY_DAMP: f32 = 0.5;
-/// Score that opens an incident: n = 1, a deviation beyond the largest of the last ~48 h.
+/// Score that opens an incident: n = 1, a deviation beyond the novelty reference (see
+/// [`novelty`]).
 pub const ALARM_ARM: f32 = 0.5;
 
 /// Settings of the lookout method. The defaults are the shipped configuration, the same for
