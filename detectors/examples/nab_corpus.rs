@@ -8,7 +8,7 @@ use lookout_detectors::nab::{self, Corpus, FileInput};
 use std::path::Path;
 
 /// Settings from environment variables, for sensitivity studies (development only):
-/// P_QUANTILE, P_EXPLAIN_ACF, P_RANK, P_GROWTH, P_BUCKET_S, P_BUCKET_N.
+/// P_QUANTILE, P_EXPLAIN_ACF, P_RANK, P_REFR_S, P_GROWTH, P_BUCKET_S, P_BUCKET_N.
 fn params() -> Params {
     fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
         std::env::var(name)
@@ -20,6 +20,7 @@ fn params() -> Params {
     p.train.scale_quantile = env("P_QUANTILE", p.train.scale_quantile);
     p.train.explain_acf = env("P_EXPLAIN_ACF", p.train.explain_acf);
     p.novelty.rank = env("P_RANK", p.novelty.rank);
+    p.refractory_seconds = env("P_REFR_S", p.refractory_seconds);
     p.novelty.growth = env("P_GROWTH", p.novelty.growth);
     p.novelty.bucket_seconds = env("P_BUCKET_S", p.novelty.bucket_seconds);
     p.novelty.bucket_min_samples = env("P_BUCKET_N", p.novelty.bucket_min_samples);

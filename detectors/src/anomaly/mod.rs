@@ -16,8 +16,8 @@
 //!   1 % quantile of its kind in the training window, then compared with the second largest
 //!   hourly maximum of the last ~48 h ([`novelty`]): a sample is anomalous when it is beyond
 //!   what was seen recently more than once. Daily jobs, level shifts that stay and slow cycles
-//!   therefore stop scoring high after their first appearances. Within [`REFRACTORY`]
-//!   samples of an alarm, scores that do not exceed it are damped: one incident pages once
+//!   therefore stop scoring high after their first appearances. Within
+//!   [`REFRACTORY_SECONDS`] of an alarm, scores that do not exceed it are damped: one incident pages once
 //!   (NAB rewards only the first detection of a window and charges every later one outside
 //!   it). Every setting is the same for every series ([`Params::default`]).
 //! * [`Method::Netdata`] ([`netdata`]): the known baseline, Netdata's k = 2 k-means on 6 lagged
@@ -49,8 +49,9 @@ pub const RETRAIN_EVERY: usize = 64;
 /// Highest score while the model is immature (below every operating threshold).
 pub const IMMATURE_CAP: f32 = 0.45;
 
-/// Samples after an alarm during which scores not above its peak are damped.
-pub const REFRACTORY: u32 = 128;
+/// Seconds after an alarm during which scores not above its peak are damped: one incident,
+/// one page (three hours; the same order as an alert manager's repeat interval).
+pub const REFRACTORY_SECONDS: f64 = 3.0 * 3600.0;
 /// Factor applied to those scores (keeps them below every useful threshold).
 pub const REFRACTORY_DAMP: f32 = 0.5;
 /// Score that opens an incident: n = 1, a deviation beyond the novelty reference (see
@@ -59,10 +60,22 @@ pub const ALARM_ARM: f32 = 0.5;
 
 /// Settings of the lookout method. The defaults are the shipped configuration, the same for
 /// every series; the struct exists for sensitivity studies ([`Detector::with_params`]).
-#[derive(Clone, Copy, Debug, PartialEq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Params {
     pub train: lookout::TrainParams,
     pub novelty: novelty::NoveltyParams,
+    /// See [`REFRACTORY_SECONDS`].
+    pub refractory_seconds: f64,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Self {
+            train: lookout::TrainParams::default(),
+            novelty: novelty::NoveltyParams::default(),
+            refractory_seconds: REFRACTORY_SECONDS,
+        }
+    }
 }
 
 /// Which detector.
@@ -155,7 +168,7 @@ pub struct Detector {
     params: Params,
     /// Highest score of the current alarm and the samples since it (refractory period).
     alarm_peak: f32,
-    alarm_age: u32,
+    alarm_t: f64,
 }
 
 impl Detector {
@@ -180,7 +193,7 @@ impl Detector {
             novelty: novelty::Novelty::default(),
             params,
             alarm_peak: 0.0,
-            alarm_age: u32::MAX,
+            alarm_t: f64::NEG_INFINITY,
         }
     }
 
@@ -235,7 +248,7 @@ impl Detector {
                     } else {
                         score.min(IMMATURE_CAP)
                     };
-                    self.refractory(score)
+                    self.refractory(t, score)
                 }
                 None => 0.0,
             },
@@ -248,13 +261,13 @@ impl Detector {
         }
     }
 
-    /// Repeated alarms of one incident: within [`REFRACTORY`] samples of an alarm (a score
-    /// of at least [`ALARM_ARM`]), a score that does not exceed the alarm's peak is damped by
+    /// Repeated alarms of one incident: within [`REFRACTORY_SECONDS`] of an alarm (a score of
+    /// at least [`ALARM_ARM`]), a score that does not exceed the alarm's peak is damped by
     /// [`REFRACTORY_DAMP`]. Only the first sample of an incident (or one that is clearly
-    /// worse) pages; the wobble around it does not.
-    fn refractory(&mut self, score: f32) -> f32 {
-        self.alarm_age = self.alarm_age.saturating_add(1);
-        let peak = if self.alarm_age <= REFRACTORY {
+    /// worse) pages; the wobble around it does not. In time rather than samples, so that it
+    /// means the same at any sampling interval.
+    fn refractory(&mut self, t: f64, score: f32) -> f32 {
+        let peak = if t - self.alarm_t <= self.params.refractory_seconds {
             self.alarm_peak
         } else {
             0.0
@@ -262,7 +275,7 @@ impl Detector {
         if score > peak {
             if score >= ALARM_ARM {
                 self.alarm_peak = score;
-                self.alarm_age = 0;
+                self.alarm_t = t;
             }
             score
         } else {

@@ -238,3 +238,23 @@ fn a_missing_daily_run_is_flagged() {
         .fold(0.0, f32::max);
     assert!(hit >= OP, "missing run scored {hit}");
 }
+
+#[test]
+fn refractory_period_is_in_time_not_samples() {
+    // A spike, then a slightly smaller one: 150 samples later at 1-minute sampling (2.5 h,
+    // within the three hours: one incident, one page), 100 samples later at 5-minute
+    // sampling (8.3 h: two pages).
+    let spikes = |gap: usize| {
+        let mut noise = Noise(11);
+        let mut values: Vec<f64> = (0..2000).map(|_| 10.0 + noise.next()).collect();
+        values[1000] = 25.0;
+        values[1000 + gap] = 24.0;
+        values
+    };
+    let minute = run(Method::Lookout, SeriesKind::Gauge, 60.0, &spikes(150));
+    assert!(minute[1000] >= OP, "first {}", minute[1000]);
+    assert!(minute[1150] < OP, "second within 3 h {}", minute[1150]);
+    let five = run(Method::Lookout, SeriesKind::Gauge, 300.0, &spikes(100));
+    assert!(five[1000] >= OP, "first {}", five[1000]);
+    assert!(five[1100] >= OP, "second after 8 h {}", five[1100]);
+}
