@@ -13,7 +13,7 @@
 //!   deviations (level against the recent median, first difference, shape of the last smoothed
 //!   differences against linfa k-means centres, residual against the last two cycles of a
 //!   dominant period; for a strong cycle the seasonal residual alone), each divided by the top
-//!   1 % quantile of its kind in the training window, then compared with the second largest
+//!   2 % quantile of its kind in the training window, then compared with the second largest
 //!   hourly maximum of the last ~48 h ([`novelty`]): a sample is anomalous when it is beyond
 //!   what was seen recently more than once. Daily jobs, level shifts that stay and slow cycles
 //!   therefore stop scoring high after their first appearances. Within
