@@ -26,8 +26,8 @@
 //!
 //! Memory bound per series (see [`Detector::memory_bytes`], checked by a unit test): the
 //! history ring of [`HISTORY`] f32 values (3 KiB) plus the model (≤ 250 bytes), the novelty
-//! memory (~220 bytes) and fixed state including the settings: about 3,904 bytes for
-//! `Lookout`, 3,808 bytes for `Netdata` with its 4 models — both under the 8 KiB target.
+//! memory (~220 bytes) and fixed state including the settings: about 3,920 bytes for
+//! `Lookout`, 3,824 bytes for `Netdata` with its 4 models — both under the 8 KiB target.
 
 pub mod lookout;
 pub mod netdata;
