@@ -3,9 +3,29 @@
 //! `cargo run --release -p lookout-detectors --example nab_corpus -- /work/shared/data/nab`
 //! The agent's `lookout eval` is the supported tool; this prints the same NAB figures.
 
-use lookout_detectors::anomaly::{Detector, Method, SeriesKind};
+use lookout_detectors::anomaly::{Detector, Method, Params, SeriesKind};
 use lookout_detectors::nab::{self, Corpus, FileInput};
 use std::path::Path;
+
+/// Settings from environment variables, for sensitivity studies (development only):
+/// P_QUANTILE, P_EXPLAIN_ACF, P_RANK, P_REFR_S, P_GROWTH, P_BUCKET_S, P_BUCKET_N.
+fn params() -> Params {
+    fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    }
+    let mut p = Params::default();
+    p.train.scale_quantile = env("P_QUANTILE", p.train.scale_quantile);
+    p.train.explain_acf = env("P_EXPLAIN_ACF", p.train.explain_acf);
+    p.novelty.rank = env("P_RANK", p.novelty.rank);
+    p.refractory_seconds = env("P_REFR_S", p.refractory_seconds);
+    p.novelty.growth = env("P_GROWTH", p.novelty.growth);
+    p.novelty.bucket_seconds = env("P_BUCKET_S", p.novelty.bucket_seconds);
+    p.novelty.bucket_min_samples = env("P_BUCKET_N", p.novelty.bucket_min_samples);
+    p
+}
 
 fn main() {
     let root = std::env::args()
@@ -30,7 +50,7 @@ fn main() {
                 ts.push(nab::parse_timestamp(t).unwrap());
                 vs.push(v.trim().parse::<f64>().unwrap_or(f64::NAN));
             }
-            let mut det = Detector::new(method, SeriesKind::Gauge);
+            let mut det = Detector::with_params(method, SeriesKind::Gauge, params());
             let scores: Vec<f64> = ts
                 .iter()
                 .zip(&vs)
@@ -91,6 +111,28 @@ fn main() {
                     dets,
                     r.raw
                 );
+                if std::env::var("DETAIL").is_ok() {
+                    let n = f.scores.len();
+                    let prob = nab::probation_rows(n);
+                    let hits: Vec<String> = f
+                        .scores
+                        .iter()
+                        .enumerate()
+                        .filter(|&(i, &s)| i >= prob && s >= thr)
+                        .map(|(i, s)| format!("{i}:{s:.2}"))
+                        .collect();
+                    let maxin: Vec<String> = f
+                        .windows
+                        .iter()
+                        .map(|&(a, b)| {
+                            let (im, m) = (a..=b)
+                                .map(|i| (i, f.scores[i]))
+                                .fold((a, 0.0), |acc, x| if x.1 > acc.1 { x } else { acc });
+                            format!("{a}-{b} max {m:.2}@{im}")
+                        })
+                        .collect();
+                    println!("      n {n} prob {prob} windows {maxin:?}\n      dets {hits:?}");
+                }
             }
         }
     }

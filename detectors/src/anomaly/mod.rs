@@ -11,22 +11,23 @@
 //! Two methods:
 //! * [`Method::Lookout`] (the default, [`lookout`]): the largest of four normalised
 //!   deviations (level against the recent median, first difference, shape of the last smoothed
-//!   differences against linfa k-means centres, residual against one dominant period ago),
-//!   each divided by the largest deviation of its
-//!   kind in the training window, then divided by the largest deviation seen in the last ~48 h
-//!   ([`novelty`]): a sample is anomalous when it is beyond anything seen recently. Daily
-//!   jobs, level shifts that stay and slow cycles therefore stop scoring high after their
-//!   first appearance. Within [`REFRACTORY`] samples of an alarm, scores that do not exceed
-//!   it are damped: one incident pages once (NAB rewards only the first detection of a
-//!   window and charges every later one outside it).
+//!   differences against linfa k-means centres, residual against the last two cycles of a
+//!   dominant period; for a strong cycle the seasonal residual alone), each divided by the top
+//!   2 % quantile of its kind in the training window, then compared with the second largest
+//!   hourly maximum of the last ~48 h ([`novelty`]): a sample is anomalous when it is beyond
+//!   what was seen recently more than once. Daily jobs, level shifts that stay and slow cycles
+//!   therefore stop scoring high after their first appearances. Within
+//!   [`REFRACTORY_SECONDS`] of an alarm, scores that do not exceed it are damped: one incident pages once
+//!   (NAB rewards only the first detection of a window and charges every later one outside
+//!   it). Every setting is the same for every series ([`Params::default`]).
 //! * [`Method::Netdata`] ([`netdata`]): the known baseline, Netdata's k = 2 k-means on 6 lagged
 //!   3-point-smoothed first differences, several models on successive windows that must all
 //!   agree.
 //!
 //! Memory bound per series (see [`Detector::memory_bytes`], checked by a unit test): the
 //! history ring of [`HISTORY`] f32 values (3 KiB) plus the model (≤ 250 bytes), the novelty
-//! memory (~220 bytes) and fixed state: about 3,872 bytes for `Lookout`, 3,768 bytes for `Netdata`
-//! with its 4 models — both under the 8 KiB target.
+//! memory (~220 bytes) and fixed state including the settings: about 3,920 bytes for
+//! `Lookout`, 3,824 bytes for `Netdata` with its 4 models — both under the 8 KiB target.
 
 pub mod lookout;
 pub mod netdata;
@@ -48,12 +49,34 @@ pub const RETRAIN_EVERY: usize = 64;
 /// Highest score while the model is immature (below every operating threshold).
 pub const IMMATURE_CAP: f32 = 0.45;
 
-/// Samples after an alarm during which scores not above its peak are damped.
-pub const REFRACTORY: u32 = 128;
+/// Seconds after an alarm during which scores not above its peak are damped: one incident,
+/// one page (three hours; the same order as an alert manager's repeat interval).
+pub const REFRACTORY_SECONDS: f64 = 3.0 * 3600.0;
 /// Factor applied to those scores (keeps them below every useful threshold).
 pub const REFRACTORY_DAMP: f32 = 0.5;
-/// Score that opens an incident: n = 1, a deviation beyond the largest of the last ~48 h.
+/// Score that opens an incident: n = 1, a deviation beyond the novelty reference (see
+/// [`novelty`]).
 pub const ALARM_ARM: f32 = 0.5;
+
+/// Settings of the lookout method. The defaults are the shipped configuration, the same for
+/// every series; the struct exists for sensitivity studies ([`Detector::with_params`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Params {
+    pub train: lookout::TrainParams,
+    pub novelty: novelty::NoveltyParams,
+    /// See [`REFRACTORY_SECONDS`].
+    pub refractory_seconds: f64,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Self {
+            train: lookout::TrainParams::default(),
+            novelty: novelty::NoveltyParams::default(),
+            refractory_seconds: REFRACTORY_SECONDS,
+        }
+    }
+}
 
 /// Which detector.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -103,13 +126,14 @@ pub enum Model {
 pub struct TrainingJob {
     method: Method,
     history: Vec<f32>,
+    params: lookout::TrainParams,
 }
 
 impl TrainingJob {
     /// Fit the model (k-means and statistics over the history). Pure and deterministic.
     pub fn run(self) -> Model {
         match self.method {
-            Method::Lookout => Model::Lookout(lookout::train(&self.history)),
+            Method::Lookout => Model::Lookout(lookout::train(&self.history, &self.params)),
             Method::Netdata => Model::Netdata(netdata::train(&self.history)),
         }
     }
@@ -141,13 +165,19 @@ pub struct Detector {
     lookout: Option<lookout::LookoutModel>,
     netdata: netdata::Ensemble,
     novelty: novelty::Novelty,
+    params: Params,
     /// Highest score of the current alarm and the samples since it (refractory period).
     alarm_peak: f32,
-    alarm_age: u32,
+    alarm_t: f64,
 }
 
 impl Detector {
     pub fn new(method: Method, kind: SeriesKind) -> Self {
+        Self::with_params(method, kind, Params::default())
+    }
+
+    /// A detector with other settings than the shipped ones (sensitivity studies).
+    pub fn with_params(method: Method, kind: SeriesKind, params: Params) -> Self {
         Self {
             method,
             prep: Preprocessor::new(kind),
@@ -161,8 +191,9 @@ impl Detector {
             lookout: None,
             netdata: netdata::Ensemble::default(),
             novelty: novelty::Novelty::default(),
+            params,
             alarm_peak: 0.0,
-            alarm_age: u32::MAX,
+            alarm_t: f64::NEG_INFINITY,
         }
     }
 
@@ -209,7 +240,7 @@ impl Detector {
                     let newest = history.len() - 1;
                     let ago = |lag: usize| newest.checked_sub(lag).map(|i| history[i]);
                     let e = m.deviation(x, diff, shape, ago);
-                    let score = self.novelty.score(t, e, m.mature());
+                    let score = self.novelty.score(t, e, m.mature(), &self.params.novelty);
                     // An immature model (short history) never calls a sample anomalous:
                     // no burst of alarms while a new series warms up.
                     let score = if m.mature() {
@@ -217,7 +248,7 @@ impl Detector {
                     } else {
                         score.min(IMMATURE_CAP)
                     };
-                    self.refractory(score)
+                    self.refractory(t, score)
                 }
                 None => 0.0,
             },
@@ -230,13 +261,13 @@ impl Detector {
         }
     }
 
-    /// Repeated alarms of one incident: within [`REFRACTORY`] samples of an alarm (a score
-    /// of at least [`ALARM_ARM`]), a score that does not exceed the alarm's peak is damped by
+    /// Repeated alarms of one incident: within [`REFRACTORY_SECONDS`] of an alarm (a score of
+    /// at least [`ALARM_ARM`]), a score that does not exceed the alarm's peak is damped by
     /// [`REFRACTORY_DAMP`]. Only the first sample of an incident (or one that is clearly
-    /// worse) pages; the wobble around it does not.
-    fn refractory(&mut self, score: f32) -> f32 {
-        self.alarm_age = self.alarm_age.saturating_add(1);
-        let peak = if self.alarm_age <= REFRACTORY {
+    /// worse) pages; the wobble around it does not. In time rather than samples, so that it
+    /// means the same at any sampling interval.
+    fn refractory(&mut self, t: f64, score: f32) -> f32 {
+        let peak = if t - self.alarm_t <= self.params.refractory_seconds {
             self.alarm_peak
         } else {
             0.0
@@ -244,7 +275,7 @@ impl Detector {
         if score > peak {
             if score >= ALARM_ARM {
                 self.alarm_peak = score;
-                self.alarm_age = 0;
+                self.alarm_t = t;
             }
             score
         } else {
@@ -289,6 +320,7 @@ impl Detector {
         TrainingJob {
             method: self.method,
             history,
+            params: self.params.train,
         }
     }
 

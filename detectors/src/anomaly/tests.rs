@@ -180,3 +180,81 @@ fn memory_per_series_is_bounded() {
         assert!(bytes <= 8192, "{method:?}: {bytes} bytes");
     }
 }
+
+#[test]
+fn a_second_spike_is_flagged_too() {
+    // Scales are a high quantile of the training window, not its maximum: one spike in the
+    // window does not hide the next one of the same size (hourly samples, the second spike
+    // after the refractory period, within the first one's training window and memory).
+    let mut noise = Noise(9);
+    let mut values: Vec<f64> = (0..1500).map(|_| 10.0 + noise.next()).collect();
+    values[1000] = 25.0;
+    values[1200] = 25.0;
+    let scores = run(Method::Lookout, SeriesKind::Gauge, 3600.0, &values);
+    assert!(scores[1000] >= OP, "first spike scored {}", scores[1000]);
+    assert!(scores[1200] >= OP, "second spike scored {}", scores[1200]);
+}
+
+/// 5-minute samples of a daily square wave (a job that runs 8 h a day) with noise.
+fn daily_job(days: usize, skip_day: Option<usize>) -> Vec<f64> {
+    let mut noise = Noise(10);
+    (0..days * 288)
+        .map(|i| {
+            let (day, slot) = (i / 288, i % 288);
+            let on = (96..192).contains(&slot) && Some(day) != skip_day;
+            (if on { 70.0 } else { 20.0 }) + 2.0 * noise.next()
+        })
+        .collect()
+}
+
+#[test]
+fn a_strong_daily_cycle_explains_its_jumps() {
+    let scores = run(
+        Method::Lookout,
+        SeriesKind::Gauge,
+        300.0,
+        &daily_job(10, None),
+    );
+    let late: Vec<usize> = flagged(&scores)
+        .into_iter()
+        .filter(|&i| i >= 3 * 288)
+        .collect();
+    assert!(late.is_empty(), "flagged after two days: {late:?}");
+}
+
+#[test]
+fn a_missing_daily_run_is_flagged() {
+    // Day 6 the job does not run: values and motion are ordinary, the cycle is broken.
+    let scores = run(
+        Method::Lookout,
+        SeriesKind::Gauge,
+        300.0,
+        &daily_job(10, Some(6)),
+    );
+    let missing = 6 * 288 + 96;
+    let hit = scores[missing..missing + 12]
+        .iter()
+        .copied()
+        .fold(0.0, f32::max);
+    assert!(hit >= OP, "missing run scored {hit}");
+}
+
+#[test]
+fn refractory_period_is_in_time_not_samples() {
+    // A spike, then a slightly smaller one: 150 samples later at 1-minute sampling (2.5 h,
+    // within the three hours: one incident, one page), 100 samples later at 5-minute
+    // sampling (8.3 h: two pages).
+    let spikes = |gap: usize| {
+        let mut noise = Noise(11);
+        let mut values: Vec<f64> = (0..2000).map(|_| 10.0 + noise.next()).collect();
+        values[1000] = 25.0;
+        values[1000 + gap] = 24.0;
+        values
+    };
+    let minute = run(Method::Lookout, SeriesKind::Gauge, 60.0, &spikes(150));
+    assert!(minute[1000] >= OP, "first {}", minute[1000]);
+    assert!(minute[1150] < OP, "second within 3 h {}", minute[1150]);
+    let five = run(Method::Lookout, SeriesKind::Gauge, 300.0, &spikes(100));
+    assert!(five[1000] >= OP, "first {}", five[1000]);
+    assert!(five[1100] >= OP, "second after 8 h {}", five[1100]);
+}
