@@ -32,8 +32,9 @@ pub const ON_TICKS: u32 = 3;
 pub const EVENT_OFF: f64 = 0.05;
 /// ... for this many ticks.
 pub const OFF_TICKS: u32 = 30;
-/// Series scored at most (memory bound: ~3 KiB of detector state per series).
-pub const MAX_SERIES: usize = 5000;
+/// Series scored at most (memory bound: ~4 KiB of detector state per series); also the label
+/// sets `lookout_anomaly_score` may export (the telemetry sizes it for this many).
+pub const MAX_SERIES: usize = 2000;
 /// Trainings started per tick at most (1,000 series retrain every 64 samples: ~16 per second).
 pub const TRAININGS_PER_TICK: usize = 64;
 /// Series named in the event finding.
@@ -134,9 +135,29 @@ impl Scorer {
         }
     }
 
-    /// Whether the scorer reads this series (never its own outputs: no feedback loop).
+    /// Whether the scorer reads this series: measurements only. Not its own outputs (no
+    /// feedback loop), not the other detectors' and alerts' outputs (they page on their own),
+    /// and not configuration, limits, identity or state flags, which change by decision, not
+    /// by behaviour (a restart has its own counter and alert). Skipping them also halves the
+    /// detectors a host with a few services keeps (~4 KiB each).
     fn scored(key: &SeriesKey) -> bool {
-        !matches!(key.name.as_str(), SCORE | RATE | EVENT)
+        !matches!(
+            key.name.as_str(),
+            SCORE
+                | RATE
+                | EVENT
+                | "lookout_timeout_suspects"
+                | "lookout_alerts_firing"
+                | "lookout_service_thread_limit"
+                | "system_thread_limit"
+                | "lookout_service_cold_start_budget_seconds"
+                | "lookout_service_last_cold_start_seconds"
+                | "lookout_service_initializing_seconds"
+                | "lookout_agent_cold_start_seconds"
+                | "process_start_time_seconds"
+                | "lookout_service_up"
+                | "lookout_build_info"
+        )
     }
 
     /// Score the new samples of every series; returns the training jobs that are due.

@@ -87,3 +87,34 @@ fn scores_every_series_and_raises_one_event_for_a_host_wide_jump() {
         .count();
     assert_eq!(events, 1);
 }
+
+#[test]
+fn scores_measurements_not_configuration_state_or_other_detectors() {
+    let ctx = ctx();
+    let mut scorer = Scorer::new(&ctx);
+    let svc = [("service", "api")];
+    let measured = SeriesKey::new("process.thread.count", &svc);
+    let skipped = [
+        SeriesKey::new(
+            "lookout_service_thread_limit",
+            &[("service", "api"), ("kind", "expected")],
+        ),
+        SeriesKey::new("process_start_time_seconds", &svc),
+        SeriesKey::new("lookout_service_up", &svc),
+        SeriesKey::new(
+            "lookout_timeout_suspects",
+            &[("service", "api"), ("verdict", "missing_timeout")],
+        ),
+        SeriesKey::new("lookout_alerts_firing", &[("alertname", "HostAnomaly")]),
+    ];
+    let mut vals = vec![(measured.clone(), 12.0)];
+    vals.extend(skipped.iter().map(|k| (k.clone(), 1.0)));
+    step(&mut scorer, &ctx, &vals);
+    let scored: Vec<String> = ctx
+        .series
+        .latest_of(SCORE)
+        .into_iter()
+        .map(|(k, _)| k.label("metric").unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(scored, vec![measured.to_string()]);
+}

@@ -2,26 +2,29 @@
 //! command exiting 0. Each is bounded by a timeout so a hung service cannot hang the watcher.
 
 use crate::config::ReadyProbe;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 pub struct ReadyChecker {
     probe: ReadyProbe,
-    http: reqwest::Client,
     timeout: Duration,
+}
+
+/// One HTTP client for every HTTP readiness probe, built on first use: each client loads the
+/// TLS root store (~100 KiB), and most services are probed over TCP and need none.
+fn http_client() -> &'static reqwest::Client {
+    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+    CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap_or_default()
+    })
 }
 
 impl ReadyChecker {
     pub fn new(probe: ReadyProbe, timeout: Duration) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .no_proxy()
-            .build()
-            .unwrap_or_default();
-        Self {
-            probe,
-            http,
-            timeout,
-        }
+        Self { probe, timeout }
     }
 
     pub async fn is_ready(&self) -> bool {
@@ -30,7 +33,12 @@ impl ReadyChecker {
                 tokio::time::timeout(self.timeout, tokio::net::TcpStream::connect(&addr.0)).await,
                 Ok(Ok(_))
             ),
-            ReadyProbe::Http(url) => match self.http.get(url.0.clone()).send().await {
+            ReadyProbe::Http(url) => match http_client()
+                .get(url.0.clone())
+                .timeout(self.timeout)
+                .send()
+                .await
+            {
                 Ok(r) => r.status().is_success() || r.status().is_redirection(),
                 Err(_) => false,
             },

@@ -96,6 +96,30 @@ impl OtlpTarget {
     }
 }
 
+/// Label sets an instrument may have before the SDK folds new ones into one
+/// `otel.metric.overflow` series. The SDK sizes each instrument's table for its limit up front
+/// (about 70 bytes per label set, per reader): its default of 2000 costs ~135 KiB per
+/// instrument, most of a small agent's heap, for instruments whose label sets are the watched
+/// services. 512 covers far more services than one host runs.
+pub const LABEL_SETS_PER_INSTRUMENT: usize = 512;
+
+/// The instruments whose label sets are not bounded by the number of services.
+fn label_set_limit(
+    instrument: &opentelemetry_sdk::metrics::Instrument,
+) -> Option<opentelemetry_sdk::metrics::Stream> {
+    let limit = match instrument.name() {
+        // One series per scored metric, capped by the scorer itself.
+        "lookout_anomaly_score" => crate::anomaly::MAX_SERIES,
+        // Services × blocking calls × finite/infinite.
+        "lookout_blocked_threads" => 4 * LABEL_SETS_PER_INSTRUMENT,
+        _ => LABEL_SETS_PER_INSTRUMENT,
+    };
+    opentelemetry_sdk::metrics::Stream::builder()
+        .with_cardinality_limit(limit)
+        .build()
+        .ok()
+}
+
 /// The meter provider and the Prometheus registry that `/metrics` encodes.
 pub struct Telemetry {
     provider: SdkMeterProvider,
@@ -123,6 +147,7 @@ impl Telemetry {
             .map_err(|e| TelemetryError::Prometheus(e.to_string()))?;
         let mut builder = SdkMeterProvider::builder()
             .with_resource(resource)
+            .with_view(label_set_limit)
             .with_reader(prom);
         if let Some(target) = &otlp {
             let exporter = match target.protocol {
