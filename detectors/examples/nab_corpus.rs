@@ -8,7 +8,8 @@ use lookout_detectors::nab::{self, Corpus, FileInput};
 use std::path::Path;
 
 /// Settings from environment variables, for sensitivity studies (development only):
-/// P_QUANTILE, P_EXPLAIN_ACF, P_RANK, P_REFR_S, P_GROWTH, P_BUCKET_S, P_BUCKET_N.
+/// P_QUANTILE, P_EXPLAIN_ACF, P_RANK, P_REFR_S, P_GROWTH, P_BUCKET_S, P_BUCKET_N, P_CTX_DAMP,
+/// P_CTX_LEVELS, P_CTX_GEN. CAT=1 prints the categories, PER_FILE=1 (DETAIL=1) the files.
 fn params() -> Params {
     fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
         std::env::var(name)
@@ -24,6 +25,9 @@ fn params() -> Params {
     p.novelty.growth = env("P_GROWTH", p.novelty.growth);
     p.novelty.bucket_seconds = env("P_BUCKET_S", p.novelty.bucket_seconds);
     p.novelty.bucket_min_samples = env("P_BUCKET_N", p.novelty.bucket_min_samples);
+    p.context_damp = env("P_CTX_DAMP", p.context_damp);
+    p.context_levels = env("P_CTX_LEVELS", p.context_levels);
+    p.context_generation = env("P_CTX_GEN", p.context_generation);
     p
 }
 
@@ -88,6 +92,29 @@ fn main() {
                 "{:>14}: best {:6.2} at {:.4}   operating {:6.2} at {op}",
                 p.name, best.score, best.threshold, at.score
             );
+        }
+        if std::env::var("CAT").is_ok() {
+            let thr = corpus.optimise(nab::PROFILES[0]).threshold;
+            for cat in [
+                "artificial",
+                "realAdExchange",
+                "realKnownCause",
+                "realTraffic",
+            ] {
+                let sub: Vec<FileInput> = per_file
+                    .iter()
+                    .filter(|(n, _)| n.starts_with(cat))
+                    .map(|(_, f)| f.clone())
+                    .collect();
+                let c = Corpus::new(&sub);
+                let p = nab::PROFILES[0];
+                println!(
+                    "  {cat:16} own best {:6.2}  at global {:6.2}  at op {:6.2}",
+                    c.optimise(p).score,
+                    c.score_at(p, thr).score,
+                    c.score_at(p, op).score
+                );
+            }
         }
         if let Ok(list) = std::env::var("AT") {
             for t in list.split(',').filter_map(|t| t.parse::<f64>().ok()) {

@@ -16,7 +16,11 @@
 //!   2 % quantile of its kind in the training window, then compared with the second largest
 //!   hourly maximum of the last ~48 h ([`novelty`]): a sample is anomalous when it is beyond
 //!   what was seen recently more than once. Daily jobs, level shifts that stay and slow cycles
-//!   therefore stop scoring high after their first appearances. Within
+//!   therefore stop scoring high after their first appearances. A context memory
+//!   ([`context`], CAD-OSE-like: hashed triples of quantised values, one to two weeks at
+//!   5-minute samples) confirms: a sample whose context the series already went through is
+//!   damped by [`CONTEXT_DAMP`], so a pattern that recurs beyond the novelty memory's two days
+//!   has to be clearly worse to page. Within
 //!   [`REFRACTORY_SECONDS`] of an alarm, scores that do not exceed it are damped: one incident pages once
 //!   (NAB rewards only the first detection of a window and charges every later one outside
 //!   it). Every setting is the same for every series ([`Params::default`]).
@@ -26,9 +30,12 @@
 //!
 //! Memory bound per series (see [`Detector::memory_bytes`], checked by a unit test): the
 //! history ring of [`HISTORY`] f32 values (3 KiB) plus the model (≤ 250 bytes), the novelty
-//! memory (~220 bytes) and fixed state including the settings: about 3,920 bytes for
-//! `Lookout`, 3,824 bytes for `Netdata` with its 4 models — both under the 8 KiB target.
+//! memory (~220 bytes), the context memory (2 × 512 bytes of bit sets and a few fields) and
+//! fixed state including the settings: about 4,990 bytes for `Lookout`, 4,900 bytes for
+//! `Netdata` with its 4 models (it carries the unused context memory) — both under the 8 KiB
+//! target.
 
+pub mod context;
 pub mod lookout;
 pub mod netdata;
 pub mod novelty;
@@ -58,6 +65,10 @@ pub const REFRACTORY_DAMP: f32 = 0.5;
 /// [`novelty`]).
 pub const ALARM_ARM: f32 = 0.5;
 
+/// Factor applied to the score of a sample whose context (see [`context`]) is already known:
+/// at the operating threshold such a sample needs n ≈ 1.41 instead of 1.22.
+pub const CONTEXT_DAMP: f32 = 0.9;
+
 /// Settings of the lookout method. The defaults are the shipped configuration, the same for
 /// every series; the struct exists for sensitivity studies ([`Detector::with_params`]).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -66,6 +77,12 @@ pub struct Params {
     pub novelty: novelty::NoveltyParams,
     /// See [`REFRACTORY_SECONDS`].
     pub refractory_seconds: f64,
+    /// See [`CONTEXT_DAMP`].
+    pub context_damp: f32,
+    /// See [`context::LEVELS`].
+    pub context_levels: f32,
+    /// See [`context::GENERATION`].
+    pub context_generation: u32,
 }
 
 impl Default for Params {
@@ -74,6 +91,9 @@ impl Default for Params {
             train: lookout::TrainParams::default(),
             novelty: novelty::NoveltyParams::default(),
             refractory_seconds: REFRACTORY_SECONDS,
+            context_damp: CONTEXT_DAMP,
+            context_levels: context::LEVELS,
+            context_generation: context::GENERATION,
         }
     }
 }
@@ -165,6 +185,7 @@ pub struct Detector {
     lookout: Option<lookout::LookoutModel>,
     netdata: netdata::Ensemble,
     novelty: novelty::Novelty,
+    context: context::Context,
     params: Params,
     /// Highest score of the current alarm and the samples since it (refractory period).
     alarm_peak: f32,
@@ -191,6 +212,7 @@ impl Detector {
             lookout: None,
             netdata: netdata::Ensemble::default(),
             novelty: novelty::Novelty::default(),
+            context: context::Context::default(),
             params,
             alarm_peak: 0.0,
             alarm_t: f64::NEG_INFINITY,
@@ -210,6 +232,7 @@ impl Detector {
                 // Differences across a gap of missing samples would be artefacts.
                 self.run = 0;
                 self.last_value = None;
+                self.context.break_sequence();
                 x
             }
             Prepared::Value(x) => x,
@@ -241,6 +264,17 @@ impl Detector {
                     let ago = |lag: usize| newest.checked_sub(lag).map(|i| history[i]);
                     let e = m.deviation(x, diff, shape, ago);
                     let score = self.novelty.score(t, e, m.mature(), &self.params.novelty);
+                    if m.mature() {
+                        self.context
+                            .setup(m.range.0, m.range.1, self.params.context_levels);
+                    }
+                    // A sample whose context the series already went through must be
+                    // clearly worse to page.
+                    let generation = self.params.context_generation;
+                    let score = match self.context.observe(x, generation) {
+                        Some(false) => score * self.params.context_damp,
+                        _ => score,
+                    };
                     // An immature model (short history) never calls a sample anomalous:
                     // no burst of alarms while a new series warms up.
                     let score = if m.mature() {

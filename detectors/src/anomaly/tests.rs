@@ -258,3 +258,24 @@ fn refractory_period_is_in_time_not_samples() {
     assert!(five[1000] >= OP, "first {}", five[1000]);
     assert!(five[1100] >= OP, "second after 8 h {}", five[1100]);
 }
+
+#[test]
+fn a_pattern_seen_days_ago_is_damped_by_the_context_memory() {
+    // 5-minute samples; the same excursion on day 3 and day 5: beyond the novelty memory
+    // (~48 h) and the training window, but within the context memory (one to two weeks). A
+    // quiet series, so that the samples before the excursion are the same both times (on a
+    // noisy one, only the contexts made of the excursion's own samples repeat).
+    let mut values = vec![10.0; 2000];
+    for start in [900, 1500] {
+        values[start..start + 3].copy_from_slice(&[20.0, 30.0, 20.0]);
+    }
+    let scores = run(Method::Lookout, SeriesKind::Gauge, 300.0, &values);
+    let peak = |a: usize| scores[a..a + 3].iter().copied().fold(0.0f32, f32::max);
+    let (first, second) = (peak(900), peak(1500));
+    assert!(first >= OP, "first excursion scored {first}");
+    assert!(
+        second <= first * CONTEXT_DAMP + 1e-3 && second < first - 0.05,
+        "first {first}, second {second}"
+    );
+    assert!(second >= OP, "a big excursion still pages: {second}");
+}
