@@ -27,12 +27,16 @@ def proc_stat(pid):
     return int(fields[11]) + int(fields[12])  # utime + stime, ticks
 
 
-def rss_kib(pid):
+def status_kib(pid, field):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
+
+
+def rss_kib(pid):
+    return status_kib(pid, "VmRSS")
 
 
 def wait_http(port, path, timeout=30.0, want=200):
@@ -88,7 +92,11 @@ def measure(name, argv, port, ready_path, seconds, scrapes, env=None):
         cpu_pct = (ticks1 - ticks0) / os.sysconf("SC_CLK_TCK") / (w1 - w0) * 100
         p50, p99 = scrape_latencies(port, scrapes)
         rss_after = rss_kib(p.pid)
+        # Where the resident memory is: the heap and stacks, or pages of the binary and libraries.
+        anon, file = status_kib(p.pid, "RssAnon"), status_kib(p.pid, "RssFile")
         return {
+            "anon_mib": anon / 1024,
+            "file_mib": file / 1024,
             "name": name,
             "rss_mib": max(rss_samples + [rss_after]) / 1024,
             "cpu_pct": cpu_pct,
@@ -150,6 +158,8 @@ def main():
     print(f"{'':15} {'RSS MiB':>9} {'CPU %':>8} {'p50 ms':>8} {'p99 ms':>8} {'ready ms':>9}")
     for r in (a, b):
         print(f"{r['name']:15} {r['rss_mib']:9.2f} {r['cpu_pct']:8.3f} {r['p50_ms']:8.3f} {r['p99_ms']:8.3f} {r['ready_ms']:9.1f}")
+    for r in (a, b):
+        print(f"{r['name']} resident at the end: {r['anon_mib']:.2f} MiB anonymous (heap, stacks), {r['file_mib']:.2f} MiB file-backed (binary, libraries)")
     if a["self_ms"] is not None:
         print(f"lookout's own exec-to-ready (lookout_agent_cold_start_seconds): {a['self_ms']:.1f} ms")
     def ratio(k):

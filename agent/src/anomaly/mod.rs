@@ -32,7 +32,7 @@ pub const ON_TICKS: u32 = 3;
 pub const EVENT_OFF: f64 = 0.05;
 /// ... for this many ticks.
 pub const OFF_TICKS: u32 = 30;
-/// Series scored at most (memory bound: ~4 KiB of detector state per series); also the label
+/// Series scored at most (memory bound: ~5 KiB of detector state per series); also the label
 /// sets `lookout_anomaly_score` may export (the telemetry sizes it for this many).
 pub const MAX_SERIES: usize = 2000;
 /// Trainings started per tick at most (1,000 series retrain every 64 samples: ~16 per second).
