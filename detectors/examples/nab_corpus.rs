@@ -9,7 +9,7 @@ use std::path::Path;
 
 /// Settings from environment variables, for sensitivity studies (development only):
 /// P_QUANTILE, P_EXPLAIN_ACF, P_RANK, P_REFR_S, P_GROWTH, P_BUCKET_S, P_BUCKET_N, P_CTX_DAMP,
-/// P_CTX_LEVELS, P_CTX_GEN. CAT=1 prints the categories, PER_FILE=1 (DETAIL=1) the files.
+/// P_CTX_LEVELS, P_CTX_GEN, P_CTX_RESCALE. CAT=1 prints the categories, PER_FILE=1 (DETAIL=1) the files.
 fn params() -> Params {
     fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
         std::env::var(name)
@@ -28,6 +28,7 @@ fn params() -> Params {
     p.context_damp = env("P_CTX_DAMP", p.context_damp);
     p.context_levels = env("P_CTX_LEVELS", p.context_levels);
     p.context_generation = env("P_CTX_GEN", p.context_generation);
+    p.context_rescale = env("P_CTX_RESCALE", p.context_rescale);
     p
 }
 
