@@ -9,7 +9,7 @@ use std::path::Path;
 
 /// Settings from environment variables, for sensitivity studies (development only):
 /// P_QUANTILE, P_EXPLAIN_ACF, P_RANK, P_REFR_S, P_GROWTH, P_BUCKET_S, P_BUCKET_N, P_CTX_DAMP,
-/// P_CTX_LEVELS, P_CTX_GEN. CAT=1 prints the categories, PER_FILE=1 (DETAIL=1) the files.
+/// P_CTX_LEVELS, P_CTX_GEN, P_CTX_RESCALE. CAT=1 prints the categories, PER_FILE=1 (DETAIL=1, PF_AT=threshold) the files.
 fn params() -> Params {
     fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
         std::env::var(name)
@@ -28,6 +28,7 @@ fn params() -> Params {
     p.context_damp = env("P_CTX_DAMP", p.context_damp);
     p.context_levels = env("P_CTX_LEVELS", p.context_levels);
     p.context_generation = env("P_CTX_GEN", p.context_generation);
+    p.context_rescale = env("P_CTX_RESCALE", p.context_rescale);
     p
 }
 
@@ -126,7 +127,11 @@ fn main() {
             }
         }
         if std::env::var("PER_FILE").is_ok() {
-            let thr = corpus.optimise(nab::PROFILES[0]).threshold;
+            // PF_AT=<threshold> lists the files at that threshold instead of the optimum.
+            let thr = std::env::var("PF_AT")
+                .ok()
+                .and_then(|t| t.parse::<f64>().ok())
+                .unwrap_or_else(|| corpus.optimise(nab::PROFILES[0]).threshold);
             for (name, f) in &per_file {
                 let c = Corpus::new(std::slice::from_ref(f));
                 let r = c.score_at(nab::PROFILES[0], thr);
@@ -146,7 +151,7 @@ fn main() {
                         .iter()
                         .enumerate()
                         .filter(|&(i, &s)| i >= prob && s >= thr)
-                        .map(|(i, s)| format!("{i}:{s:.2}"))
+                        .map(|(i, s)| format!("{i}:{s:.3}"))
                         .collect();
                     let maxin: Vec<String> = f
                         .windows
@@ -155,7 +160,7 @@ fn main() {
                             let (im, m) = (a..=b)
                                 .map(|i| (i, f.scores[i]))
                                 .fold((a, 0.0), |acc, x| if x.1 > acc.1 { x } else { acc });
-                            format!("{a}-{b} max {m:.2}@{im}")
+                            format!("{a}-{b} max {m:.3}@{im}")
                         })
                         .collect();
                     println!("      n {n} prob {prob} windows {maxin:?}\n      dets {hits:?}");

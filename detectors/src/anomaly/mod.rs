@@ -31,7 +31,7 @@
 //! Memory bound per series (see [`Detector::memory_bytes`], checked by a unit test): the
 //! history ring of [`HISTORY`] f32 values (3 KiB) plus the model (≤ 250 bytes), the novelty
 //! memory (~220 bytes), the context memory (2 × 512 bytes of bit sets and a few fields) and
-//! fixed state including the settings: about 4,990 bytes for `Lookout`, 4,900 bytes for
+//! fixed state including the settings: about 5,000 bytes for `Lookout`, 4,900 bytes for
 //! `Netdata` with its 4 models (it carries the unused context memory) — both under the 8 KiB
 //! target.
 
@@ -83,6 +83,8 @@ pub struct Params {
     pub context_levels: f32,
     /// See [`context::GENERATION`].
     pub context_generation: u32,
+    /// See [`context::RESCALE`].
+    pub context_rescale: f32,
 }
 
 impl Default for Params {
@@ -94,6 +96,7 @@ impl Default for Params {
             context_damp: CONTEXT_DAMP,
             context_levels: context::LEVELS,
             context_generation: context::GENERATION,
+            context_rescale: context::RESCALE,
         }
     }
 }
@@ -264,10 +267,6 @@ impl Detector {
                     let ago = |lag: usize| newest.checked_sub(lag).map(|i| history[i]);
                     let e = m.deviation(x, diff, shape, ago);
                     let score = self.novelty.score(t, e, m.mature(), &self.params.novelty);
-                    if m.mature() {
-                        self.context
-                            .setup(m.range.0, m.range.1, self.params.context_levels);
-                    }
                     // A sample whose context the series already went through must be
                     // clearly worse to page.
                     let generation = self.params.context_generation;
@@ -362,7 +361,17 @@ impl Detector {
     pub fn install(&mut self, model: Model) {
         self.training_pending = false;
         match model {
-            Model::Lookout(m) => self.lookout = Some(m),
+            Model::Lookout(m) => {
+                // The context memory's quantisation: set by the first mature model,
+                // re-anchored by one whose scale is far from it.
+                if m.mature() {
+                    let p = &self.params;
+                    let (lo, hi) = m.range;
+                    self.context
+                        .setup(lo, hi, m.spread(), p.context_levels, p.context_rescale);
+                }
+                self.lookout = Some(m);
+            }
             Model::Netdata(m) => self.netdata.push(m),
         }
     }
