@@ -19,10 +19,12 @@ use thiserror::Error;
 const RESCAN_SECONDS: f64 = 1.0;
 /// Seconds a thread must go without a wait on another party before it is looked at only every
 /// [`CALM_PERIOD`]: parked pools and sleepers cost little, and a thread that starts waiting on
-/// a peer is seen within a second — far below any hang threshold. Longer than the detector's
-/// gap tolerance (2 s), so a retry loop sleeping between attempts stays fully sampled.
+/// a peer is seen within two seconds — far below any hang threshold. Longer than the
+/// detector's gap tolerance (2 s), so a retry loop sleeping between attempts stays fully
+/// sampled. (A 1 s period cost 1.6 % of a core for 500 threads that wake every 50 ms, most of
+/// it the kernel rendering their `syscall` files; 2 s halves it.)
 const CALM_AFTER: f64 = 3.0;
-const CALM_PERIOD: f64 = 1.0;
+const CALM_PERIOD: f64 = 2.0;
 
 #[derive(Debug, Error)]
 pub enum SampleError {
@@ -40,7 +42,7 @@ pub enum SampleError {
 struct ThreadFiles {
     syscall: File,
     schedstat: File,
-    comm: String,
+    comm: std::sync::Arc<str>,
     /// (run time ns, times scheduled in) at the last tick.
     last_sched: Option<(u64, u64)>,
     last: Option<ThreadSample>,
@@ -178,7 +180,7 @@ impl ProcessSampler {
                 ThreadFiles {
                     syscall,
                     schedstat,
-                    comm,
+                    comm: comm.into(),
                     last_sched: None,
                     last: None,
                     calm_since: None,

@@ -10,10 +10,11 @@ use super::{
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
 
-fn held_by_parked(call: &Call, parked: &BTreeSet<i32>) -> bool {
-    call.parties
-        .iter()
-        .any(|p| matches!(p, Party::Lock { holder_tid: Some(h), .. } if parked.contains(h)))
+/// `parked` is sorted.
+fn held_by_parked(call: &Call, parked: &[i32]) -> bool {
+    call.parties.iter().any(
+        |p| matches!(p, Party::Lock { holder_tid: Some(h), .. } if parked.binary_search(h).is_ok()),
+    )
 }
 
 /// Thresholds of the classification.
@@ -189,7 +190,7 @@ impl Stall {
 
 #[derive(Clone, Debug, Default)]
 struct Track {
-    comm: String,
+    comm: std::sync::Arc<str>,
     stall: Option<Stall>,
 }
 
@@ -235,11 +236,15 @@ impl ProcessDetector {
     pub fn observe(&mut self, sample: &ProcessSample) {
         let at = sample.at;
         self.last_at = at;
-        let present: BTreeSet<i32> = sample.threads.iter().map(|t| t.tid).collect();
-        self.threads.retain(|tid, _| present.contains(tid));
+        // Sorted tid lists, not sets: this runs for every thread at 10 Hz, and a process with
+        // hundreds of parked threads made set nodes the main cost of sampling it.
+        let mut present: Vec<i32> = sample.threads.iter().map(|t| t.tid).collect();
+        present.sort_unstable();
+        self.threads
+            .retain(|tid, _| present.binary_search(tid).is_ok());
         // Threads parked waiting for work: a mutex one of them holds is the idle-pool idiom
         // (`Arc<Mutex<Receiver>>`, a worker holding the queue lock while it waits), not a hang.
-        let parked: BTreeSet<i32> = sample
+        let mut parked: Vec<i32> = sample
             .threads
             .iter()
             .filter(|t| match &t.state {
@@ -248,9 +253,12 @@ impl ProcessDetector {
             })
             .map(|t| t.tid)
             .collect();
+        parked.sort_unstable();
         for t in &sample.threads {
             let track = self.threads.entry(t.tid).or_default();
-            track.comm.clone_from(&t.comm);
+            if track.comm != t.comm {
+                track.comm = t.comm.clone();
+            }
             let waiting = match &t.state {
                 ThreadState::Blocked(call) if !held_by_parked(call, &parked) => {
                     waits_on_other_party(call).map(|k| (k, call))

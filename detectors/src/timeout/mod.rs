@@ -159,7 +159,7 @@ pub enum ThreadState {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ThreadSample {
     pub tid: i32,
-    pub comm: String,
+    pub comm: std::sync::Arc<str>,
     pub state: ThreadState,
     /// How many times the thread was scheduled in so far. Unchanged between two samples means
     /// it never woke up: still the same call.
