@@ -294,6 +294,20 @@ fn parse_labels(s: &str) -> Vec<(String, String)> {
     out
 }
 
+/// A command running `program` as nobody (uid/gid 65534) with no groups and no inheritable
+/// capabilities, through util-linux `setpriv`: how the tests see what an unprivileged agent sees.
+pub fn as_nobody(program: &Path) -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+    ])
+    .arg(program);
+    cmd
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

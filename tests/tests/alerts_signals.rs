@@ -7,10 +7,10 @@
 
 mod tracker_support;
 
-use lookout_e2e::{Agent, block_on, client, free_port, metric_value, wait_for};
+use lookout_e2e::{Agent, free_port, metric_value, wait_for};
 use serde_json::{Value, json};
 use std::time::Duration;
-use tracker_support::start_replicas;
+use tracker_support::{concurrent_statuses, start_replicas};
 
 fn find_alert(agent: &Agent, name: &str) -> Option<Value> {
     let (_, body) = agent.get("/api/v1/alerts")?;
@@ -95,21 +95,8 @@ fn tracker_throttling_fires_on_real_429s() {
         agent.get("/v1/primary/busy").filter(|(s, _)| *s == 200)
     });
     assert!(find_alert(&agent, "TrackerThrottling").is_none());
-    let statuses: Vec<u16> = block_on(async {
-        let c = client();
-        let requests = (0..6).map(|i| {
-            let c = c.clone();
-            let url = agent.url(&format!("/v1/proxy/busy/slow/{i}"));
-            async move {
-                c.get(url)
-                    .send()
-                    .await
-                    .map(|r| r.status().as_u16())
-                    .unwrap_or(0)
-            }
-        });
-        futures::future::join_all(requests).await
-    });
+    let statuses =
+        concurrent_statuses((0..6).map(|i| agent.url(&format!("/v1/proxy/busy/slow/{i}"))));
     assert!(
         statuses.contains(&429),
         "no request was throttled: {statuses:?}"

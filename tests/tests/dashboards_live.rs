@@ -19,12 +19,10 @@ mod tracker_support;
 
 use dashboards_support::*;
 use lookout_e2e::prometheus::{Prometheus, urlencode};
-use lookout_e2e::{
-    Agent, KillOnDrop, block_on, client, free_port, http_get, spawn_test_child, wait_for,
-};
+use lookout_e2e::{Agent, KillOnDrop, free_port, http_get, spawn_test_child, wait_for};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tracker_support::{Replica, failover, start_replicas};
+use tracker_support::{Replica, concurrent_statuses, failover, start_replicas};
 
 const CHILD: &str = env!("CARGO_BIN_EXE_lookout-test-child");
 
@@ -189,22 +187,7 @@ fn strip_ansi(line: &str) -> String {
 
 /// `n` concurrent GETs through the agent's proxy; their status codes.
 fn burst(agent: &Agent, path: &str, n: usize) -> Vec<u16> {
-    let url = agent.url(path);
-    block_on(async {
-        let c = client();
-        let reqs = (0..n).map(|_| {
-            let c = c.clone();
-            let url = url.clone();
-            async move {
-                c.get(url)
-                    .send()
-                    .await
-                    .map(|r| r.status().as_u16())
-                    .unwrap_or(0)
-            }
-        });
-        futures::future::join_all(reqs).await
-    })
+    concurrent_statuses(std::iter::repeat_n(agent.url(path), n))
 }
 
 #[test]

@@ -149,14 +149,7 @@ fn without_ptrace_rights_the_daemon_warns_counts_and_keeps_running() {
         std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
     }
     let mut agent = Proc(
-        Command::new("setpriv")
-            .args([
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                "--inh-caps=-all",
-            ])
-            .arg(&bin)
+        lookout_e2e::as_nobody(&bin)
             .args(["run", "--config"])
             .arg(&config)
             .stdout(Stdio::null())

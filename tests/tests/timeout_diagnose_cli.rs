@@ -48,14 +48,7 @@ fn without_ptrace_rights_diagnose_exits_2_naming_cap_sys_ptrace() {
         let bin = dir.path().join("lookout");
         std::fs::copy(lookout_bin(), &bin).unwrap();
         std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let out = Command::new("setpriv")
-            .args([
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                "--inh-caps=-all",
-            ])
-            .arg(&bin)
+        let out = lookout_e2e::as_nobody(&bin)
             .args(["diagnose", &pid, "--seconds", "1"])
             .output()
             .expect("setpriv (util-linux)");

@@ -4,30 +4,16 @@
 
 mod tracker_support;
 
-use lookout_e2e::{Agent, block_on, client, wait_for};
+use lookout_e2e::{Agent, wait_for};
 use serde_json::json;
 use std::time::Duration;
-use tracker_support::start_replicas;
+use tracker_support::{concurrent_statuses, start_replicas};
 
 const MAX: usize = 4;
 
 /// Fire `2 × MAX` concurrent GETs through the proxy of `service`; their statuses.
 fn burst(agent: &Agent, service: &str) -> Vec<u16> {
-    block_on(async {
-        let c = client();
-        let requests = (0..2 * MAX).map(|i| {
-            let c = c.clone();
-            let url = agent.url(&format!("/v1/proxy/{service}/slow/{i}"));
-            async move {
-                c.get(url)
-                    .send()
-                    .await
-                    .map(|r| r.status().as_u16())
-                    .unwrap_or(0)
-            }
-        });
-        futures::future::join_all(requests).await
-    })
+    concurrent_statuses((0..2 * MAX).map(|i| agent.url(&format!("/v1/proxy/{service}/slow/{i}"))))
 }
 
 #[test]

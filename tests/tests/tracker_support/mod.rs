@@ -134,3 +134,22 @@ pub fn discovery_calls(replicas: &[Replica]) -> i64 {
         .map(|r| r.stat("primary_calls"))
         .sum()
 }
+
+/// GET every URL at once (through the agent's proxy, typically); their status codes, 0 for a
+/// request that failed outright.
+pub fn concurrent_statuses(urls: impl IntoIterator<Item = String>) -> Vec<u16> {
+    block_on(async {
+        let c = client();
+        let requests = urls.into_iter().map(|url| {
+            let c = c.clone();
+            async move {
+                c.get(url)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0)
+            }
+        });
+        futures::future::join_all(requests).await
+    })
+}
