@@ -71,7 +71,11 @@ fn pandas_float(text: &str) -> Option<f64> {
         return text.trim().parse().ok();
     }
     let power: f64 = format!("1e{}", exponent.abs()).parse().ok()?;
-    let number = if exponent >= 0 { number * power } else { number / power };
+    let number = if exponent >= 0 {
+        number * power
+    } else {
+        number / power
+    };
     Some(if negative { -number } else { number })
 }
 
@@ -110,13 +114,23 @@ fn cad_ose_matches_nab_reference_on_every_dev_file() {
         let n = values.len() as f64;
         let probation = (0.15 * n).floor().min(0.15 * 5000.0);
         let mut cad = CadOse::with_range(min, max, probation / 5.0);
-        let first_wrong = values.iter().zip(&expected).enumerate().find_map(|(i, (&v, &want))| {
-            let got = cad.score(v);
-            ((got - want).abs() > 1e-9).then(|| format!("{} row {}: got {got}, NAB {want}", rel.display(), i + 1))
-        });
+        let first_wrong = values
+            .iter()
+            .zip(&expected)
+            .enumerate()
+            .find_map(|(i, (&v, &want))| {
+                let got = cad.score(v);
+                ((got - want).abs() > 1e-9)
+                    .then(|| format!("{} row {}: got {got}, NAB {want}", rel.display(), i + 1))
+            });
         wrong.extend(first_wrong);
         rows += values.len();
     }
-    assert!(wrong.is_empty(), "{} files differ:\n{}", wrong.len(), wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{} files differ:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
     assert_eq!(rows, 139_187, "rows of the 31 files");
 }

@@ -44,7 +44,11 @@ pub struct CvResult {
     pub folds: Vec<Fold>,
 }
 
-fn inputs(files: &[LabelledFile], scores: &[Vec<f64>], keep: impl Fn(&str) -> bool) -> Vec<FileInput> {
+fn inputs(
+    files: &[LabelledFile],
+    scores: &[Vec<f64>],
+    keep: impl Fn(&str) -> bool,
+) -> Vec<FileInput> {
     files
         .iter()
         .zip(scores)
