@@ -1,4 +1,4 @@
-//! The HTTP surface of CONTRACT.md on axum: `/metrics`, `/healthz`, `/readyz`, the alert and
+//! The HTTP surface of CONTRACT.md on axum: the status page `/` ([`page`]), `/metrics`, `/healthz`, `/readyz`, the alert and
 //! findings APIs, runbooks, and the routes of the cache and the primary tracker.
 //!
 //! Handlers read the current components through [`Components`], which a config reload swaps
@@ -13,6 +13,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use std::sync::Arc;
 
+pub mod page;
+
 /// Everything a handler may need.
 #[derive(Clone)]
 pub struct AppState {
@@ -23,6 +25,7 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/", get(page::page))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
