@@ -114,7 +114,9 @@ const FONT: f64 = 11.0;
 const CHAR_W: f64 = 6.2;
 const LEFT: f64 = 62.0;
 const RIGHT: f64 = 14.0;
-const TOP: f64 = 34.0;
+/// Above the plot: the title row, then the legend rows.
+const TITLE_ROW: f64 = 20.0;
+const LEGEND_ROW: f64 = 14.0;
 const BOTTOM: f64 = 34.0;
 
 impl Chart {
@@ -224,11 +226,15 @@ impl Chart {
         }
         // A threshold is drawn when it is within 4x of the data's extent from its top (a
         // limit of 127,000 threads over a line at 12 would leave the line flat on the axis).
-        let extent = (hi - lo).abs().max(hi.abs()).max(1e-9);
+        let extent = (hi - lo).abs().max(hi.abs());
         let drawn: Vec<bool> = self
             .thresholds
             .iter()
-            .map(|t| no_data || (t.value <= hi + 3.0 * extent && t.value >= lo - 3.0 * extent))
+            .map(|t| {
+                no_data
+                    || extent < 1e-12
+                    || (t.value <= hi + 3.0 * extent && t.value >= lo - 3.0 * extent)
+            })
             .collect();
         for (t, d) in self.thresholds.iter().zip(&drawn) {
             if *d {
@@ -240,6 +246,10 @@ impl Chart {
             return ((a, b), drawn);
         }
         if hi - lo < 1e-12 {
+            // A flat line: from 0 up for a non-negative one, else around its value.
+            if self.zero && lo >= 0.0 {
+                return ((0.0, if hi > 1e-12 { hi * 1.25 } else { 1.0 }), drawn);
+            }
             let pad = if hi.abs() > 1e-12 {
                 hi.abs() * 0.1
             } else {
@@ -268,9 +278,14 @@ impl Chart {
     pub fn render_body(&self, out: &mut String, ox: f64, oy: f64) {
         let (w, h) = (f64::from(self.width), f64::from(self.height));
         let (px0, px1) = (ox + LEFT, ox + w - RIGHT);
-        let (py0, py1) = (oy + TOP, oy + h - BOTTOM);
         let (x0, x1) = self.x_span();
         let ((y0, y1), drawn) = self.y_span(x0, x1);
+        let items = self.legend_items(&drawn);
+        let at = Self::legend_layout(&items, ox + 4.0, ox + w - 4.0);
+        let rows = at.last().map_or(0, |(_, r)| r + 1);
+        // The plot keeps at least half the height however long the legend.
+        let top = (TITLE_ROW + rows as f64 * LEGEND_ROW + 10.0).min(h / 2.0);
+        let (py0, py1) = (oy + top, oy + h - BOTTOM);
         let sx = |x: f64| px0 + (x - x0) / (x1 - x0) * (px1 - px0);
         let sy = |y: f64| py1 - (y - y0) / (y1 - y0) * (py1 - py0);
 
@@ -295,7 +310,7 @@ impl Chart {
                 );
             }
         }
-        self.legend(out, ox, oy + 27.0, px1, &drawn);
+        self.legend(out, &items, &at, oy + TITLE_ROW + 9.0);
 
         // Plot frame and bands.
         let _ = write!(
@@ -426,25 +441,21 @@ impl Chart {
         }
     }
 
-    /// One legend line, right-aligned to `right`: lines, thresholds (off-scale ones with an
-    /// arrow and their value), bands, markers.
-    fn legend(&self, out: &mut String, ox: f64, y: f64, right: f64, drawn: &[bool]) {
-        let mut items: Vec<(String, &str, u8)> = Vec::new(); // text, colour, kind
+    /// The legend's items: text, colour, kind (0 line, 1 threshold, 2 band, 3 marker).
+    /// Thresholds too far above the data to draw say so with an arrow.
+    fn legend_items(&self, drawn: &[bool]) -> Vec<(String, &'static str, u8)> {
+        let mut items: Vec<(String, &'static str, u8)> = Vec::new();
         for l in &self.lines {
             items.push((l.label.clone(), l.color, 0));
         }
         for (t, d) in self.thresholds.iter().zip(drawn) {
             let color = if t.alert { ALERT_COLOR } else { LIMIT_COLOR };
-            let text = if *d {
-                format!("{} {}", t.label, format_value(t.value, self.unit))
-            } else {
-                format!(
-                    "{} {} \u{2191} off scale",
-                    t.label,
-                    format_value(t.value, self.unit)
-                )
-            };
-            items.push((text, color, 1));
+            let arrow = if *d { "" } else { " \u{2191} off scale" };
+            items.push((
+                format!("{} {}{arrow}", t.label, format_value(t.value, self.unit)),
+                color,
+                1,
+            ));
         }
         if !self.bands.is_empty() {
             items.push((self.band_label.clone(), WINDOW_COLOR, 2));
@@ -452,17 +463,29 @@ impl Chart {
         if !self.markers.is_empty() {
             items.push((self.marker_label.clone(), MARKER_COLOR, 3));
         }
-        let mut x = ox + 4.0;
-        for (text, color, kind) in items {
+        items
+    }
+
+    /// Where each legend item goes: (x, row), wrapping at `right`.
+    fn legend_layout(items: &[(String, &str, u8)], left: f64, right: f64) -> Vec<(f64, usize)> {
+        let mut out = Vec::with_capacity(items.len());
+        let (mut x, mut row) = (left, 0);
+        for (text, _, _) in items {
             let width = 22.0 + text.chars().count() as f64 * CHAR_W;
-            if x + width > right + RIGHT && x > ox + 4.0 {
-                // No room left: the rest would overflow the chart; say how many were left out.
-                let _ = write!(
-                    out,
-                    r#"<text x="{x:.1}" y="{y:.1}" fill="currentColor" fill-opacity="0.7">…</text>"#
-                );
-                break;
+            if x + width > right && x > left {
+                x = left;
+                row += 1;
             }
+            out.push((x, row));
+            x += width + 8.0;
+        }
+        out
+    }
+
+    /// The legend, its first row at `y`, rows [`LEGEND_ROW`] apart.
+    fn legend(&self, out: &mut String, items: &[(String, &str, u8)], at: &[(f64, usize)], y: f64) {
+        for ((text, color, kind), (x, row)) in items.iter().zip(at) {
+            let (x, y) = (*x, y + *row as f64 * LEGEND_ROW);
             match kind {
                 0 => {
                     let _ = write!(
@@ -500,9 +523,8 @@ impl Chart {
                 out,
                 r#"<text x="{:.1}" y="{y:.1}" fill="currentColor">{}</text>"#,
                 x + 18.0,
-                escape(&text)
+                escape(text)
             );
-            x += width + 8.0;
         }
     }
 }

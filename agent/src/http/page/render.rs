@@ -73,7 +73,8 @@ th,td{padding:3px 10px 3px 0;text-align:left;vertical-align:middle;border-bottom
 th{font-weight:600;color:var(--muted);white-space:nowrap}
 td.num,.v{font-variant-numeric:tabular-nums}
 table.wide{width:100%}
-.src,.src a{color:var(--muted);font-size:12px;font-family:ui-monospace,"DejaVu Sans Mono",monospace;word-break:break-all}
+.src,.src a{color:var(--muted);font-size:12px;font-family:ui-monospace,"DejaVu Sans Mono",monospace;overflow-wrap:anywhere}
+td.src{white-space:nowrap}
 .summary{font-size:16px;font-weight:600}
 .empty{color:var(--muted);font-style:italic}
 svg.chart{max-width:100%;height:auto;display:block}
@@ -165,11 +166,24 @@ impl<'a> Page<'a> {
         }
     }
 
+    /// A link to `/metrics` naming the series a chart or value shows (the full selector, to
+    /// rebuild the view in Grafana).
     fn metric_link(&mut self, name: &str, labels: &[(&str, &str)]) {
         w!(
             self.out,
             r#"<a href="/metrics" data-src="{0}">{0}</a>"#,
             escape(&series_key(name, &labels_of(labels)))
+        );
+    }
+
+    /// The same, short: the metric name shown, the selector in the tooltip (table rows, where
+    /// the card already says which subject).
+    fn metric_link_short(&mut self, name: &str, labels: &[(&str, &str)]) {
+        w!(
+            self.out,
+            r#"<a href="/metrics" data-src="{0}" title="{0}">{1}</a>"#,
+            escape(&series_key(name, &labels_of(labels))),
+            escape(name)
         );
     }
 
@@ -186,7 +200,7 @@ impl<'a> Page<'a> {
             chart::sparkline(&mut self.out, &h, 140, 22, None);
         }
         self.out.push_str("</td><td class=\"src\">");
-        self.metric_link(name, labels);
+        self.metric_link_short(name, labels);
         self.out.push_str("</td></tr>");
     }
 
@@ -601,7 +615,7 @@ impl<'a> Page<'a> {
                 format_value((self.input.now_unix - start.value).max(0.0), Unit::Seconds)
             );
             self.out.push_str("</td><td class=\"src\">");
-            self.metric_link("process_start_time_seconds", &l);
+            self.metric_link_short("process_start_time_seconds", &l);
             self.out.push_str("</td></tr>");
         }
         self.row(
@@ -1041,5 +1055,165 @@ fn json_text(v: &serde_json::Value) -> String {
         serde_json::Value::String(s) => s.clone(),
         serde_json::Value::Null => String::new(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alerting::engine::{ApiStatus, Notice};
+    use std::collections::BTreeMap;
+
+    const EVIL: &str = "<script>alert(1)</script>";
+
+    fn metrics() -> Exposition {
+        Exposition::parse(&format!(
+            r#"lookout_build_info{{version="0.1.0"}} 1
+lookout_service_up{{service="{EVIL}"}} 1
+lookout_service_up{{service="lookout"}} 1
+process_thread_count{{service="{EVIL}"}} 42
+lookout_service_thread_limit{{kind="expected",service="{EVIL}"}} 40
+lookout_service_thread_limit{{kind="rlimit_nproc",service="{EVIL}"}} 127412
+lookout_service_restarts_total{{service="{EVIL}"}} 2
+system_thread_count 800
+system_thread_limit{{kind="pid_max"}} 4194304
+lookout_cache_version{{cache="c1"}} 7
+lookout_cache_blob_version{{cache="c1"}} 8
+lookout_cache_version_lag{{cache="c1"}} 1
+lookout_cache_errors_total{{cache="c1",kind="blob"}} 3
+lookout_primary_generation{{service="t1"}} 4
+lookout_primary_up{{service="t1"}} 1
+lookout_host_anomaly_rate 0.02
+lookout_anomaly_score{{metric="system_thread_count"}} 0.97
+"#
+        ))
+    }
+
+    fn alert() -> ApiAlert {
+        let labels: BTreeMap<String, String> = [
+            ("alertname", "ThreadCountAboveExpected"),
+            ("severity", "ticket"),
+            ("host", "h"),
+            ("service", EVIL),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let annotations: BTreeMap<String, String> = [
+            ("summary", format!("{EVIL} has 42 threads")),
+            (
+                "runbook_url",
+                "http://127.0.0.1:9464/runbooks/ThreadCountAboveExpected?a=1&b=2".into(),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        ApiAlert {
+            notice: Notice {
+                labels,
+                annotations,
+                starts_at: "2026-12-01T08:00:00.000Z".into(),
+                ends_at: None,
+                generator_url: String::new(),
+            },
+            status: ApiStatus {
+                state: "active",
+                inhibited_by: vec![],
+            },
+            value: 42.0,
+        }
+    }
+
+    #[test]
+    fn renders_every_section_escaped_with_traceable_values() {
+        let store = SeriesStore::new(16);
+        for i in 0..10 {
+            store.record(
+                &SeriesKey::new("process.thread.count", &[("service", EVIL)]),
+                30.0 + i as f64,
+            );
+            store.record(&SeriesKey::new("system_thread_count", &[]), 800.0);
+        }
+        let m = metrics();
+        let finding = Finding::new("timeout", "missing_timeout", format!("thread 7 of {EVIL}"))
+            .label("service", EVIL)
+            .detail(serde_json::json!({"tid": 7, "syscall": "recvfrom", "peer": "127.0.0.1:5432", "detail": "set a timeout", "timeout": "infinite", "blocked_seconds": 12.5}));
+        let html = render(&PageInput {
+            host: "web<1>",
+            now_unix: 1_796_112_000.0,
+            metrics: &m,
+            series: &store,
+            alerts: &[alert()],
+            findings: &[finding],
+            trackers: &[TrackerView {
+                service: "t1".into(),
+                primary: Some("http://127.0.0.1:7001/\"x".into()),
+                since_secs: 5.0,
+            }],
+            caches: &[],
+        });
+        assert!(!html.contains(EVIL), "unescaped config text");
+        assert!(!html.contains("web<1>"));
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        for id in [
+            "alerts",
+            "findings",
+            "services",
+            "host",
+            "caches",
+            "trackers",
+            "anomalies",
+        ] {
+            assert!(
+                html.contains(&format!(r#"<section id="{id}">"#)),
+                "section {id}"
+            );
+        }
+        // Values carry their series and their /metrics text.
+        assert!(html.contains(r#"data-metric="process_thread_count{service=&quot;&lt;script&gt;alert(1)&lt;/script&gt;&quot;}" data-value="42">42<"#), "{html}");
+        assert!(html.contains(
+            r#"data-metric="lookout_cache_version_lag{cache=&quot;c1&quot;}" data-value="1""#
+        ));
+        assert!(html.contains(r#"data-metric="lookout_cache_errors_total{cache=&quot;c1&quot;,kind=&quot;blob&quot;}" data-value="3""#));
+        // The alert with its runbook link (escaped URL) and age.
+        assert!(html.contains(r#"class="runbook" href="http://127.0.0.1:9464/runbooks/ThreadCountAboveExpected?a=1&amp;b=2""#));
+        assert!(html.contains("firing since 2026-12-01 08:00:00 UTC"));
+        // The timeout finding's thread, syscall, peer and advice.
+        for s in ["recvfrom", "127.0.0.1:5432", "set a timeout", ">7<"] {
+            assert!(html.contains(s), "{s}");
+        }
+        assert!(html.contains(r#"<code class="primary">http://127.0.0.1:7001/&quot;x</code>"#));
+        // The threads chart draws the expected limit as the alert's threshold.
+        assert!(html.contains("expected (alert ThreadCountAboveExpected above) 40"));
+        assert!(
+            html.contains("chip bad"),
+            "a firing alert is flagged at the top"
+        );
+        // The top anomaly series is charted with its score.
+        assert!(html.contains(">system_thread_count</text>"));
+        assert!(html.contains(r#"data-metric="lookout_anomaly_score{metric=&quot;system_thread_count&quot;}" data-value="0.97""#));
+        // The script the CSP allows is the one on the page.
+        assert!(html.contains(&format!("<script>{SCRIPT}</script>")));
+    }
+
+    #[test]
+    fn an_empty_agent_renders_placeholders() {
+        let store = SeriesStore::new(16);
+        let m = Exposition::parse("");
+        let html = render(&PageInput {
+            host: "h",
+            now_unix: 0.0,
+            metrics: &m,
+            series: &store,
+            alerts: &[],
+            findings: &[],
+            trackers: &[],
+            caches: &[],
+        });
+        assert!(html.contains("No alert is firing."));
+        assert!(html.contains("No service is watched"));
+        assert!(html.contains("no alert firing"));
+        assert!(!html.contains("data-metric"));
     }
 }
