@@ -43,6 +43,8 @@ pub struct Components {
     pub caches: ArcSwap<BTreeMap<String, Arc<crate::cache::Cache>>>,
     pub trackers: ArcSwap<BTreeMap<String, Arc<crate::tracker::Tracker>>>,
     pub alerts: crate::alerting::AlertsView,
+    /// The alerting state one generation hands to the next.
+    pub alerting: crate::alerting::Handoff,
 }
 
 /// One running config: its token and tasks.
@@ -86,6 +88,7 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Dae
         findings: Arc::new(Findings::new(1000)),
         readiness: Arc::new(Readiness::default()),
         shutdown: root.clone(),
+        stopping: CancellationToken::new(),
     };
     let components = Arc::new(Components::default());
 
@@ -153,6 +156,7 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Dae
 
     // Stop: components first (they may record final values), then flush, then HTTP.
     let stop_started = std::time::Instant::now();
+    ctx.stopping.cancel();
     if let Some(gen_) = current.take() {
         gen_.stop().await;
     }
