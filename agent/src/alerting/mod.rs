@@ -4,10 +4,10 @@
 //! Flow, once per `agent.interval`: [`rules`] find the subjects whose condition holds, the
 //! [`engine`] applies `for`, hysteresis and inhibition and says which notifications are due,
 //! those go to the [`spool`] on disk, and one [`notifier`] task per Alertmanager drains it.
-//! `/api/v1/alerts` shows the engine's active alerts ([`http`]).
+//! `/api/v1/alerts` (in `crate::http`) shows the engine's active alerts, published in the
+//! [`AlertsView`] this module is handed.
 
 pub mod engine;
-pub mod http;
 pub mod names;
 pub mod notifier;
 pub mod rules;
@@ -18,7 +18,6 @@ mod tests;
 
 use crate::config::Config;
 use crate::context::{Context, Finding};
-use crate::daemon::Components;
 use engine::{ApiAlert, Engine, Stamp};
 use rules::{EvalInput, Facts};
 use std::collections::VecDeque;
@@ -73,12 +72,7 @@ pub fn facts(config: &Config) -> Facts {
 }
 
 /// Start the engine (and one delivery task per Alertmanager) for this config generation.
-pub fn start(
-    ctx: &Context,
-    config: &Config,
-    components: &Arc<Components>,
-    tasks: &mut JoinSet<()>,
-) {
+pub fn start(ctx: &Context, config: &Config, view: &Arc<AlertsView>, tasks: &mut JoinSet<()>) {
     let alerts = &config.alerts;
     if alerts.rules.contains_key(names::LOOKOUT_AGENT_DOWN) {
         tracing::warn!(
@@ -193,7 +187,7 @@ pub fn start(
     }
 
     let ctx = ctx.clone();
-    let components = components.clone();
+    let view = view.clone();
     let interval = config.agent.interval.get();
     let history = config.agent.history;
     let names: Vec<&'static str> = engine.rules().iter().map(|r| r.def.name).collect();
@@ -252,7 +246,7 @@ pub fn start(
             for ((name, severity), n) in engine.firing_counts() {
                 firing.set(&[("alertname", name), ("severity", severity)], n as f64);
             }
-            components.alerts.store(Arc::new(engine.active()));
+            view.store(Arc::new(engine.active()));
         }
         // This generation's labels go; the next generation (if any) sets its own.
         for name in names {

@@ -66,7 +66,7 @@ enum Outcome {
 impl Delivery {
     pub async fn run(mut self, shutdown: CancellationToken) {
         let url = alerts_url(&self.target);
-        let shown = crate::daemon::redact_url(&self.target);
+        let shown = lookout_common::redact_url(&self.target);
         let mut backoff = BACKOFF_MIN;
         let mut failing = false;
         loop {
@@ -156,25 +156,9 @@ impl Delivery {
                 ))
             }
             Ok(r) => Outcome::Failed(format!("HTTP {}", r.status())),
-            Err(e) => Outcome::Failed(error_chain(&e.without_url())),
+            Err(e) => Outcome::Failed(lookout_common::error_chain(&e.without_url())),
         }
     }
-}
-
-/// An error with its causes ("error sending request: ... Connection refused"): the top
-/// level alone rarely says what went wrong.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let more = s.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]
