@@ -129,7 +129,9 @@ fn every_runbook_link_in_rules_and_dashboards_goes_through_the_central_base() {
             match &current {
                 Some(name) if t == central_runbook_url(name) => {}
                 Some(name) => problems.push(format!("lookout.rules.yml {name}: {t}")),
-                None => problems.push(format!("lookout.rules.yml: runbook_url outside an alert: {t}")),
+                None => problems.push(format!(
+                    "lookout.rules.yml: runbook_url outside an alert: {t}"
+                )),
             }
             if let Some(name) = &current
                 && !names.contains(name)
@@ -138,7 +140,10 @@ fn every_runbook_link_in_rules_and_dashboards_goes_through_the_central_base() {
             }
         }
     }
-    assert!(alerts >= 19, "only {alerts} alerts read from lookout.rules.yml");
+    assert!(
+        alerts >= 19,
+        "only {alerts} alerts read from lookout.rules.yml"
+    );
     assert_eq!(
         rules.matches("runbook_url:").count(),
         alerts,
@@ -166,7 +171,10 @@ fn every_runbook_link_in_rules_and_dashboards_goes_through_the_central_base() {
                 continue;
             };
             if !(names.iter().any(|n| n == name) || name.starts_with("${__")) {
-                problems.push(format!("{}: link to unknown runbook {name}", path.display()));
+                problems.push(format!(
+                    "{}: link to unknown runbook {name}",
+                    path.display()
+                ));
             }
         }
     }
@@ -238,12 +246,16 @@ fn runbook_links_work_while_the_agent_is_down() {
         site.url("/runbooks/")
     );
     let agent = Agent::start(&config);
-    let alert = wait_for("an alert at /api/v1/alerts", Duration::from_secs(30), || {
-        let (_, body) = agent.get("/api/v1/alerts")?;
-        let list: Vec<serde_json::Value> = serde_json::from_str(&body).ok()?;
-        list.into_iter()
-            .find(|a| a["labels"]["alertname"] == "ServiceStuckInitializing")
-    });
+    let alert = wait_for(
+        "an alert at /api/v1/alerts",
+        Duration::from_secs(30),
+        || {
+            let (_, body) = agent.get("/api/v1/alerts")?;
+            let list: Vec<serde_json::Value> = serde_json::from_str(&body).ok()?;
+            list.into_iter()
+                .find(|a| a["labels"]["alertname"] == "ServiceStuckInitializing")
+        },
+    );
     let link = alert["annotations"]["runbook_url"]
         .as_str()
         .unwrap()

@@ -4,16 +4,17 @@
 //! Flow, once per `agent.interval`: [`rules`] find the subjects whose condition holds, the
 //! [`engine`] applies `for`, hysteresis and inhibition and says which notifications are due,
 //! those go to the [`spool`] (one queue per Alertmanager), and one [`notifier`] task per
-//! Alertmanager drains its queue. `/api/v1/alerts` shows the engine's active alerts ([`http`]).
+//! Alertmanager drains its queue. `/api/v1/alerts` (in `crate::http`) shows the engine's
+//! active alerts, published in the [`AlertsView`] this module is handed.
 //!
 //! The engine, the spool and the Alertmanager clock estimates outlive a config generation:
-//! a stopping generation hands them to the next ([`Handoff`]), which resolves at once what
+//! a stopping generation hands them to the next through the [`Handoff`] it is given (a slot
+//! of `components::Components`, which outlives generations), which resolves at once what
 //! the new config no longer has. When the agent itself stops (`Context::stopping`), every
 //! firing alert is resolved and the resolutions are delivered before the process exits
 //! (bounded by [`FINAL_FLUSH`]; what does not make it stays in the spool for the next start).
 
 pub mod engine;
-pub mod http;
 pub mod names;
 pub mod notifier;
 pub mod rules;
@@ -24,7 +25,6 @@ mod tests;
 
 use crate::config::Config;
 use crate::context::{Context, Finding};
-use crate::daemon::Components;
 use engine::{ApiAlert, Engine, Scope, Stamp};
 use rules::{EvalInput, Facts};
 use std::collections::VecDeque;
@@ -220,7 +220,8 @@ fn push_all(spool: &Mutex<spool::Spool>, notices: Vec<engine::Notice>, meters: &
 pub fn start(
     ctx: &Context,
     config: &Config,
-    components: &Arc<Components>,
+    view: &Arc<AlertsView>,
+    handoff: &Arc<Handoff>,
     tasks: &mut JoinSet<()>,
 ) {
     let alerts = &config.alerts;
@@ -250,7 +251,7 @@ pub fn start(
         mut engine,
         spool,
         clocks,
-    } = match components.alerting.take() {
+    } = match handoff.take() {
         Some(c) => c,
         None => {
             let mut state_error = None;
@@ -345,7 +346,8 @@ pub fn start(
     }
 
     let ctx = ctx.clone();
-    let components = components.clone();
+    let view = view.clone();
+    let handoff = handoff.clone();
     let interval = config.agent.interval.get();
     let history = config.agent.history;
     tasks.spawn(async move {
@@ -408,7 +410,7 @@ pub fn start(
                     .firing
                     .set(&[("alertname", name), ("severity", severity)], n as f64);
             }
-            components.alerts.store(Arc::new(engine.active()));
+            view.store(Arc::new(engine.active()));
         }
 
         if ctx.stopping.is_cancelled() {
@@ -423,7 +425,7 @@ pub fn start(
                     .unwrap_or_else(|p| p.into_inner())
                     .note_disk_error(&ctx.data_dir.join("alerts/state.json"), &e);
             }
-            components.alerts.store(Arc::new(engine.active()));
+            view.store(Arc::new(engine.active()));
             let deadline = Instant::now() + FINAL_FLUSH;
             let mut senders: Vec<notifier::Sender> = targets.iter().map(&sender).collect();
             let done =
@@ -446,7 +448,7 @@ pub fn start(
         for c in facts.check_interval.keys() {
             check_interval.remove_where("cache", c);
         }
-        components.alerting.put(Carried {
+        handoff.put(Carried {
             engine,
             spool,
             clocks,

@@ -21,6 +21,7 @@
 
 use super::engine::Notice;
 use super::spool::{Spool, Waiting, strip_credentials};
+use lookout_common::error_chain;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::Counter;
 use std::collections::{BTreeMap, BTreeSet};
@@ -383,22 +384,6 @@ impl Sender {
             }
         }
     }
-}
-
-/// An error with its causes ("error sending request: ... Connection refused"): the top
-/// level alone rarely says what went wrong.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let more = s.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

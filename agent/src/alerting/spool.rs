@@ -33,7 +33,7 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 pub const DIR_MODE: u32 = 0o700;
@@ -52,27 +52,13 @@ pub fn private_dir(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Write `bytes` to `path` (mode 0600) so that a crash leaves either the old or the new file,
-/// and a failed write (disk full) leaves no partial temporary file behind.
+/// Write `bytes` to `path` atomically (see [`lookout_common::write_atomic`]) with mode 0600:
+/// the permissions are set on the temporary file before a byte of it is written.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let written = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(FILE_MODE)
-            .open(&tmp)?;
-        // `mode` applies only when the file is created; a leftover keeps its old mode.
+    lookout_common::write_atomic_with(path, |f| {
         f.set_permissions(fs::Permissions::from_mode(FILE_MODE))?;
-        f.write_all(bytes)?;
-        f.sync_data()?;
-        fs::rename(&tmp, path)
-    })();
-    if written.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    written
+        f.write_all(bytes)
+    })
 }
 
 /// The URL without user info, query and fragment: what may be shown and hashed.
