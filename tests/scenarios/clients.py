@@ -13,6 +13,12 @@
   clients.py retry-ok PORT          new connection per request, answers arrive      ok
   clients.py lockf-hold PATH        hold the lock (helper for lockf-wait)
   clients.py queue-idle             worker threads waiting on a queue.Queue         ok
+  clients.py asyncio-no-timeout PORT  asyncio stream read, no timeout              missing
+  clients.py asyncio-large PORT     asyncio.wait_for(read, 600)                    too_large
+  clients.py asyncio-ok PORT        asyncio.wait_for(read, 30) (a long poll)        ok
+  clients.py requests-no-timeout PORT  requests.get with no timeout                missing
+  clients.py requests-ok PORT       requests.get(timeout=30) (a long poll)          ok
+  clients.py stream PORT            read a stream that sends a line every 0.5 s     ok
 
 Each mode runs until killed (bounded by one hour).
 """
@@ -108,6 +114,38 @@ def main():
         for w in workers:
             w.start()
         time.sleep(3600)
+    elif mode.startswith("asyncio-"):
+        import asyncio
+
+        async def run():
+            reader, writer = await asyncio.open_connection("127.0.0.1", int(arg))
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            await writer.drain()
+            read = reader.read(100)
+            if mode == "asyncio-no-timeout":
+                await read
+            else:
+                try:
+                    await asyncio.wait_for(read, 600 if mode == "asyncio-large" else 30)
+                except asyncio.TimeoutError:
+                    pass
+                await asyncio.sleep(3600)
+
+        asyncio.run(run())
+    elif mode in ("requests-no-timeout", "requests-ok"):
+        import requests
+
+        url = f"http://127.0.0.1:{arg}/"
+        try:
+            requests.get(url, timeout=None if mode == "requests-no-timeout" else 30)
+        except requests.RequestException:
+            pass
+        time.sleep(3600)
+    elif mode == "stream":
+        s = connect(int(arg))
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        while s.recv(4096) and time.monotonic() < DEADLINE:
+            pass
     else:
         sys.exit(f"unknown mode {mode}")
 
