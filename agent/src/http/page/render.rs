@@ -64,7 +64,7 @@ h3{font-size:16px;margin:0 0 6px;display:flex;gap:8px;align-items:center;flex-wr
 .chip{padding:3px 10px;border-radius:999px;font-size:13px;font-weight:600;background:var(--line)}
 .ok{color:var(--ok);background:var(--okbg)}.bad{color:var(--bad);background:var(--badbg)}.warn{color:var(--warn);background:var(--warnbg)}
 .badge{padding:1px 8px;border-radius:4px;font-size:12px;font-weight:700;text-transform:uppercase;letter-spacing:.03em}
-.card{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:12px 14px;margin-bottom:12px}
+.card{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:12px 14px;margin-bottom:12px;overflow-x:auto}
 .card.firing{border-left:5px solid var(--bad)}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(560px,1fr));gap:12px}
 .cols{display:flex;flex-wrap:wrap;gap:14px;align-items:flex-start}
@@ -185,6 +185,26 @@ impl<'a> Page<'a> {
             escape(&series_key(name, &labels_of(labels))),
             escape(name)
         );
+    }
+
+    /// A 0/1 gauge as a green or red badge (a dash when `/metrics` has no such series).
+    fn badge(&mut self, name: &str, labels: &[(&str, &str)], (yes, no): (&str, &str)) {
+        match self.m().get(name, labels) {
+            Some(s) => {
+                let (class, text) = if s.value >= 1.0 {
+                    ("ok", yes)
+                } else {
+                    ("bad", no)
+                };
+                w!(
+                    self.out,
+                    r#" <span class="badge {class}" data-metric="{}" data-value="{}">{text}</span>"#,
+                    escape(&series_key(name, &s.labels)),
+                    escape(&s.raw)
+                );
+            }
+            None => self.out.push_str(r#"<span class="empty">–</span>"#),
+        }
     }
 
     /// One row of a key/value table: the value now, a sparkline of its history, its series.
@@ -498,7 +518,6 @@ impl<'a> Page<'a> {
 
     fn service(&mut self, name: &str) {
         let l = [("service", name)];
-        let up = self.m().get("lookout_service_up", &l).map(|s| s.value);
         w!(
             self.out,
             r#"<article class="card" data-service="{}"><h3>{}"#,
@@ -509,10 +528,7 @@ impl<'a> Page<'a> {
             self.out
                 .push_str(r#" <span class="meta">(this agent)</span>"#);
         }
-        match up {
-            Some(v) if v >= 1.0 => self.out.push_str(r#" <span class="badge ok">up</span>"#),
-            _ => self.out.push_str(r#" <span class="badge bad">down</span>"#),
-        }
+        self.badge("lookout_service_up", &l, ("up", "down"));
         if let Some(init) = self.m().get("lookout_service_initializing_seconds", &l)
             && init.value > 0.0
         {
@@ -800,13 +816,7 @@ impl<'a> Page<'a> {
                 chart::sparkline(&mut self.out, &h, 120, 22, stale_at);
             }
             self.out.push_str("</td><td>");
-            match self.m().get("lookout_cache_blob_up", &l).map(|s| s.value) {
-                Some(v) if v >= 1.0 => self.out.push_str(r#"<span class="badge ok">up</span>"#),
-                Some(_) => self
-                    .out
-                    .push_str(r#"<span class="badge bad">failing</span>"#),
-                None => self.out.push_str("–"),
-            }
+            self.badge("lookout_cache_blob_up", &l, ("up", "failing"));
             self.out.push_str("</td><td>");
             let phases = self
                 .input
@@ -886,19 +896,14 @@ impl<'a> Page<'a> {
                 escape(name)
             );
             let view = self.input.trackers.iter().find(|t| &t.service == name);
-            let up = self.m().get("lookout_primary_up", &l).map(|s| s.value);
-            match (view.and_then(|v| v.primary.as_deref()), up) {
-                (Some(url), _) => {
-                    w!(
-                        self.out,
-                        r#"<span class="badge ok">known</span> <code class="primary">{}</code> <span class="meta">for {}</span>"#,
-                        escape(url),
-                        format_value(view.map_or(0.0, |v| v.since_secs), Unit::Seconds)
-                    );
-                }
-                (None, _) => self
-                    .out
-                    .push_str(r#"<span class="badge bad">none known</span>"#),
+            self.badge("lookout_primary_up", &l, ("known", "none known"));
+            if let Some(url) = view.and_then(|v| v.primary.as_deref()) {
+                w!(
+                    self.out,
+                    r#" <code class="primary">{}</code> <span class="meta">for {}</span>"#,
+                    escape(url),
+                    format_value(view.map_or(0.0, |v| v.since_secs), Unit::Seconds)
+                );
             }
             self.out.push_str(r#"</td><td class="num">"#);
             self.value_of("lookout_primary_generation", &l, Unit::Count);
@@ -1017,7 +1022,7 @@ impl<'a> Page<'a> {
                         .collect()
                 })
                 .unwrap_or_default();
-            let mut c = Chart::new(metric.clone(), Unit::Count)
+            let mut c = Chart::new(metric.clone(), unit_of(&metric))
                 .size(560, 170)
                 .line("value", values);
             c.zero = false;
@@ -1038,6 +1043,26 @@ impl<'a> Page<'a> {
             self.out.push_str("</div></div>");
         }
         self.out.push_str("</div></div></section>");
+    }
+}
+
+/// The unit of a series from its name's conventional suffix (OpenTelemetry and Prometheus
+/// naming): what an anomaly chart of an arbitrary series can know.
+fn unit_of(series: &str) -> Unit {
+    let name = series.split('{').next().unwrap_or(series);
+    if name.contains("bytes") {
+        Unit::Bytes
+    } else if name.starts_with("process_cpu_utilization") {
+        // The agent's per-service CPU is in cores (it can exceed 1), not a share.
+        Unit::Named("cores")
+    } else if name.ends_with("_seconds") || name.ends_with("_seconds_total") {
+        Unit::Seconds
+    } else if name.ends_with("utilization") || name.ends_with("_ratio") || name.ends_with("_rate") {
+        Unit::Percent
+    } else if name.contains("thread") {
+        Unit::Named("threads")
+    } else {
+        Unit::Count
     }
 }
 
