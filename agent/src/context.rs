@@ -20,6 +20,9 @@ pub struct Context {
     pub readiness: Arc<Readiness>,
     /// Cancelled when the daemon stops, or when a config reload replaces this component.
     pub shutdown: CancellationToken,
+    /// Cancelled when the agent itself stops (not on a reload), just before the components'
+    /// `shutdown`: what must happen once at the very end (alerts resolving) looks here.
+    pub stopping: CancellationToken,
 }
 
 impl Context {
@@ -35,6 +38,7 @@ impl Context {
             findings: Arc::new(Findings::new(256)),
             readiness: Arc::new(Readiness::default()),
             shutdown: CancellationToken::new(),
+            stopping: CancellationToken::new(),
         }
     }
 

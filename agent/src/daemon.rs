@@ -3,13 +3,13 @@
 //! OTLP flush, SIGHUP re-reads the config and swaps generations (a bad file is rejected with
 //! one log line and the running generation kept).
 
+use crate::components::Components;
 use crate::config::Config;
 use crate::context::{Context, Findings, Readiness};
-use crate::probes::{ProbeMetrics, host::HostProbe, procinfo, service::ServiceWatcher};
+use crate::probes::procinfo;
 use crate::series::SeriesStore;
 use crate::telemetry::{OtlpTarget, Telemetry};
-use arc_swap::ArcSwap;
-use std::collections::BTreeMap;
+use lookout_common::redact_url;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,14 +35,6 @@ pub enum DaemonError {
     Serve(std::io::Error),
     #[error("signal handler: {0}")]
     Signal(std::io::Error),
-}
-
-/// The components of the current generation that HTTP handlers reach by name.
-#[derive(Default)]
-pub struct Components {
-    pub caches: ArcSwap<BTreeMap<String, Arc<crate::cache::Cache>>>,
-    pub trackers: ArcSwap<BTreeMap<String, Arc<crate::tracker::Tracker>>>,
-    pub alerts: crate::alerting::AlertsView,
 }
 
 /// One running config: its token and tasks.
@@ -86,6 +78,7 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Dae
         findings: Arc::new(Findings::new(1000)),
         readiness: Arc::new(Readiness::default()),
         shutdown: root.clone(),
+        stopping: CancellationToken::new(),
     };
     let components = Arc::new(Components::default());
 
@@ -153,6 +146,9 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Dae
 
     // Stop: components first (they may record final values), then flush, then HTTP.
     let stop_started = std::time::Instant::now();
+    // Said before the generation stops, so that its alerts resolve rather than wait for the
+    // next generation (there is none).
+    ctx.stopping.cancel();
     if let Some(gen_) = current.take() {
         gen_.stop().await;
     }
@@ -177,51 +173,6 @@ fn start_generation(root: &Context, config: &Config, components: &Arc<Components
     let ctx = root.child();
     let token = ctx.shutdown.clone();
     let mut tasks = JoinSet::new();
-    let interval = config.agent.interval.get();
-    let metrics = ProbeMetrics::new(&ctx);
-
-    ctx.readiness
-        .wait_for("probes", "the first probe cycle has not finished");
-    let mut firsts = Vec::new();
-
-    // Host and self.
-    {
-        let mut probe = HostProbe::new(&ctx, metrics.clone());
-        let token = token.clone();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        firsts.push(rx);
-        tasks.spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut tx = Some(tx);
-            loop {
-                tokio::select! {
-                    _ = token.cancelled() => break,
-                    _ = tick.tick() => {
-                        probe.tick();
-                        if let Some(tx) = tx.take() { let _ = tx.send(()); }
-                    }
-                }
-            }
-        });
-    }
-
-    // Watched services; forget services a reload removed.
-    for svc in &config.services {
-        let watcher = ServiceWatcher::new(svc.clone(), metrics.clone(), interval);
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        firsts.push(rx);
-        tasks.spawn(watcher.run(token.clone(), tx));
-    }
-
-    let readiness = ctx.readiness.clone();
-    tasks.spawn(async move {
-        for rx in firsts {
-            let _ = rx.await;
-        }
-        readiness.open("probes");
-    });
-
     crate::components::start(&ctx, config, components, &mut tasks);
     Generation { token, tasks }
 }
@@ -283,22 +234,3 @@ fn spawn_heap_trim(ctx: &Context) {
 
 /// How often [`spawn_heap_trim`] runs.
 const HEAP_TRIM_EVERY: Duration = Duration::from_secs(10);
-
-/// Strip credentials from a URL before it is logged.
-pub fn redact_url(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut u) => {
-            if !u.username().is_empty() {
-                let _ = u.set_username("***");
-            }
-            if u.password().is_some() {
-                let _ = u.set_password(Some("***"));
-            }
-            if u.query().is_some() {
-                u.set_query(Some("***"));
-            }
-            u.to_string()
-        }
-        Err(_) => "<unparseable URL>".into(),
-    }
-}
