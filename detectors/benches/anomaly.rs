@@ -3,6 +3,7 @@
 //! `cargo bench -p lookout-detectors --bench anomaly`
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use lookout_detectors::anomaly::downsample::Downsampler;
 use lookout_detectors::anomaly::{Detector, HISTORY, Method, SeriesKind};
 use std::hint::black_box;
 
@@ -30,6 +31,37 @@ fn trained(method: Method, values: &[f64]) -> Detector {
 }
 
 fn bench(c: &mut Criterion) {
+    // The daemon's input: 1 s samples downsampled to 5-minute means (one detector step per
+    // 300 samples): points per second of raw input.
+    let raw = series(300_000);
+    let warm5: Vec<f64> = series(2 * HISTORY * 300);
+    let mut d = trained(Method::Lookout, &[]);
+    let mut ds = Downsampler::default();
+    for (i, &v) in warm5.iter().enumerate() {
+        if let Some((t, m)) = ds.push(i as f64, v) {
+            d.observe(t, m);
+            d.train_if_due();
+        }
+    }
+    let mut g = c.benchmark_group("score/lookout_downsampled_1s_input");
+    g.throughput(Throughput::Elements(raw.len() as u64));
+    g.bench_function("stream_300k_points", |b| {
+        b.iter_batched_ref(
+            || (d.clone(), ds),
+            |(d, ds)| {
+                let base = warm5.len() as f64;
+                let mut acc = 0.0f32;
+                for (i, &v) in raw.iter().enumerate() {
+                    if let Some((t, m)) = ds.push(base + i as f64, v) {
+                        acc += d.observe(t, m);
+                    }
+                }
+                black_box(acc)
+            },
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    g.finish();
     let warm = series(2 * HISTORY);
     let points = series(100_000);
     for method in [Method::Lookout, Method::Netdata] {

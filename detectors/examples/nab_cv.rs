@@ -3,7 +3,7 @@
 //! prints in-sample and leave-one-category-out CV figures.
 //! `cargo run --release -p lookout-detectors --example nab_cv -- ../shared/data/nab [detectors]`
 use lookout_detectors::anomaly::cad_ose::CadOse;
-use lookout_detectors::anomaly::{Detector, Method, SeriesKind};
+use lookout_detectors::anomaly::{Detector, Method, Params, SeriesKind};
 use lookout_detectors::nab::{self, PROFILES, cv};
 use std::path::Path;
 
@@ -52,7 +52,11 @@ fn load(root: &Path) -> Vec<File> {
 }
 
 fn lookout(f: &File) -> Vec<f64> {
-    let mut d = Detector::new(Method::Lookout, SeriesKind::Gauge);
+    lookout_with(f, Params::default())
+}
+
+fn lookout_with(f: &File, p: Params) -> Vec<f64> {
+    let mut d = Detector::with_params(Method::Lookout, SeriesKind::Gauge, p);
     f.ts.iter()
         .zip(&f.vs)
         .map(|(&t, &v)| {
@@ -113,6 +117,89 @@ fn main() {
     eprintln!("lookout {:?}", t.elapsed());
     if want("lookout") {
         report("lookout", &files, std::slice::from_ref(&look), 0.6);
+    }
+    if want("sensitivity") {
+        // Each setting of the default detector at −20 % and +20 % (the scale quantile's tail:
+        // 2 % → 1.6 % and 2.4 %; integers rounded), one at a time.
+        type Set = fn(&mut Params, f64);
+        let knobs: Vec<(&str, Set, f64)> = vec![
+            (
+                "scale tail (1 - quantile)",
+                |p, k| p.train.scale_quantile = 1.0 - (1.0 - p.train.scale_quantile) * k as f32,
+                1.0,
+            ),
+            ("explain_acf", |p, k| p.train.explain_acf *= k as f32, 1.0),
+            ("refractory_seconds", |p, k| p.refractory_seconds *= k, 1.0),
+            ("novelty growth", |p, k| p.novelty.growth *= k as f32, 1.0),
+            (
+                "novelty bucket_seconds",
+                |p, k| p.novelty.bucket_seconds *= k,
+                1.0,
+            ),
+            (
+                "novelty bucket_min_samples",
+                |p, k| {
+                    p.novelty.bucket_min_samples =
+                        (f64::from(p.novelty.bucket_min_samples) * k).round() as u32
+                },
+                1.0,
+            ),
+            (
+                "context_damp",
+                |p, k| p.context_damp = (p.context_damp * k as f32).min(1.0),
+                1.0,
+            ),
+            (
+                "context_levels",
+                |p, k| p.context_levels = (p.context_levels * k as f32).round(),
+                1.0,
+            ),
+            (
+                "context_generation",
+                |p, k| p.context_generation = (f64::from(p.context_generation) * k).round() as u32,
+                1.0,
+            ),
+            ("context_rescale", |p, k| p.context_rescale *= k as f32, 1.0),
+        ];
+        let lf: Vec<cv::LabelledFile> = files
+            .iter()
+            .map(|f| cv::LabelledFile {
+                category: f.category.clone(),
+                windows: f.windows.clone(),
+            })
+            .collect();
+        let mut all = vec![look.clone()];
+        let score = |s: &[Vec<f64>]| {
+            let std = PROFILES[0];
+            let a = cv::leave_one_category_out(&lf, &[s.to_vec()], std, None);
+            let b = cv::leave_one_category_out(&lf, &[s.to_vec()], std, Some(0.6));
+            (a.in_sample, a.cv, b.in_sample)
+        };
+        let base = score(&look);
+        println!("== sensitivity (standard profile): in-sample optimised / CV / in-sample at 0.6");
+        println!("{:32} {:>22} {:>22}", "setting", "-20 %", "+20 %");
+        println!(
+            "{:32} {:6.2} / {:6.2} / {:6.2}",
+            "default", base.0, base.1, base.2
+        );
+        for (name, set, _) in &knobs {
+            let mut row = format!("{name:32}");
+            for k in [0.8, 1.2] {
+                let mut p = Params::default();
+                set(&mut p, k);
+                let s: Vec<Vec<f64>> = files.iter().map(|f| lookout_with(f, p)).collect();
+                let (a, b, c) = score(&s);
+                row += &format!(" {a:6.2} / {b:6.2} / {c:6.2}");
+                all.push(s);
+            }
+            println!("{row}");
+        }
+        report(
+            "lookout, setting chosen per fold among default and each ±20 %",
+            &files,
+            &all,
+            0.6,
+        );
     }
     if want("cad-nab") {
         let s: Vec<Vec<f64>> = files.iter().map(|f| cad(f, true, 0.0, 0.0)).collect();

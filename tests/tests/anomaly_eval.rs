@@ -182,3 +182,81 @@ fn agent_serves_anomaly_scores_for_watched_series() {
     assert!((0.0..=1.0).contains(&rate));
     assert_eq!(agent.metric("lookout_anomaly_event", &[]), Some(0.0));
 }
+
+/// `lookout eval` with the given extra arguments on the NAB fixture subset; (status, stdout,
+/// stderr, output dir).
+fn eval_fixtures(extra: &[&str]) -> (std::process::Output, tempfile::TempDir) {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = Command::new(lookout_bin())
+        .arg("eval")
+        .arg("--data")
+        .arg(fixtures().join("data"))
+        .arg("--out")
+        .arg(tmp.path().join("out"))
+        .arg("--labels")
+        .arg(fixtures().join("combined_windows.json"))
+        .args(extra)
+        .output()
+        .unwrap();
+    (run, tmp)
+}
+
+#[test]
+fn eval_cross_validates_by_category_beside_in_sample() {
+    let (run, _tmp) = eval_fixtures(&["--cv"]);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{stdout}");
+    // Both protocols, each with its in-sample figure, and one held-out line per category.
+    let cv_lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("cv leave-one-category-out"))
+        .collect();
+    assert_eq!(cv_lines.len(), 2, "{stdout}");
+    for l in &cv_lines {
+        assert!(l.contains("standard=") && l.contains("in-sample"), "{l}");
+    }
+    for cat in [
+        "artificialNoAnomaly",
+        "artificialWithAnomaly",
+        "realKnownCause",
+    ] {
+        assert!(
+            stdout.contains(&format!("held out {cat} (threshold")),
+            "{cat}: {stdout}"
+        );
+    }
+    // The in-sample figure printed beside CV is the optimised NAB score of the last line.
+    let last = stdout.lines().last().unwrap_or("");
+    let [standard, ..] = parse_nab_line(last).unwrap_or_else(|| panic!("bad last line {last:?}"));
+    assert!(
+        cv_lines[0].contains(&format!("(in-sample {standard:.2})")),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn eval_runs_cad_ose_causally_or_nab_way() {
+    // Causal CAD OSE and NAB's way (range up front) give different scores on the same files.
+    let (causal, tmp_c) = eval_fixtures(&["--detector", "cad-ose"]);
+    let (nab_way, tmp_n) = eval_fixtures(&["--detector", "cad-ose", "--nab-range"]);
+    for run in [&causal, &nab_way] {
+        let stdout = String::from_utf8_lossy(&run.stdout);
+        assert!(run.status.success(), "{stdout}");
+        assert!(stdout.contains("detector cad-ose"), "{stdout}");
+        assert!(parse_nab_line(stdout.lines().last().unwrap_or("")).is_some());
+    }
+    let file = "artificialWithAnomaly/art_daily_jumpsup.csv";
+    let a = std::fs::read_to_string(tmp_c.path().join("out").join(file)).unwrap();
+    let b = std::fs::read_to_string(tmp_n.path().join("out").join(file)).unwrap();
+    assert_ne!(a, b);
+    // NAB's way reproduces NAB's published behaviour: the first rows score 0 (rest period
+    // after the initial 1.0) and every score is in [0, 1].
+    for row in b.lines().skip(1) {
+        let s: f64 = row.rsplit(',').next().unwrap().parse().unwrap();
+        assert!((0.0..=1.0).contains(&s), "{row}");
+    }
+    // --nab-range is refused for a causal-only detector: bad input, exit code 2.
+    let (run, _tmp) = eval_fixtures(&["--nab-range"]);
+    assert_eq!(run.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("--nab-range"));
+}
