@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::context::{Context, Findings, Readiness};
 use crate::probes::{ProbeMetrics, host::HostProbe, procinfo, service::ServiceWatcher};
 use crate::series::SeriesStore;
+use crate::systemd::{Heartbeat, Notifier};
 use crate::telemetry::{OtlpTarget, Telemetry};
 use arc_swap::ArcSwap;
 use std::collections::BTreeMap;
@@ -19,6 +20,10 @@ use tokio_util::sync::CancellationToken;
 
 /// How long a stopping generation may take before its tasks are abandoned.
 const STOP_GRACE: Duration = Duration::from_secs(3);
+
+/// The tokio blocking pool's bound (`main.rs`): one thread is the timeout sampler's for good,
+/// the rest serve short file I/O, DNS lookups and model training.
+pub const MAX_BLOCKING_THREADS: usize = 4;
 
 #[derive(Debug, Error)]
 pub enum DaemonError {
@@ -93,7 +98,7 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Dae
         .await
         .map_err(DaemonError::Listen)?;
     let local = listener.local_addr().map_err(DaemonError::Listen)?;
-    tracing::info!(listen = %local, host = %host, version = crate::telemetry::VERSION, "lookout starting");
+    tracing::info!(listen = %local, host = %host, version = crate::telemetry::VERSION, commit = crate::telemetry::GIT_COMMIT, "lookout starting");
     let app = crate::http::router(crate::http::AppState {
         telemetry: telemetry.clone(),
         ctx: ctx.clone(),
@@ -112,7 +117,25 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Dae
 
     spawn_agent_cold_start(&ctx);
     spawn_heap_trim(&ctx);
-    let mut current = Some(start_generation(&ctx, &config, &components));
+    let heartbeat = Arc::new(Heartbeat::default());
+    let notifier = Notifier::from_env().map(Arc::new);
+    if let Some(n) = &notifier {
+        // A few probe intervals of silence (one interval may be long) before pings stop.
+        let stale_after = (config.agent.interval.get() * 3).max(Duration::from_secs(10));
+        crate::systemd::spawn(
+            n.clone(),
+            ctx.readiness.clone(),
+            heartbeat.clone(),
+            stale_after,
+            root.clone(),
+        );
+    }
+    let notify = |msg: &str| {
+        if let Some(n) = &notifier {
+            n.send(msg);
+        }
+    };
+    let mut current = Some(start_generation(&ctx, &config, &components, &heartbeat));
     let mut running_config = config;
 
     use tokio::signal::unix::{SignalKind, signal};
@@ -131,11 +154,13 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Dae
                 match Config::load(path) {
                     Err(e) => tracing::error!("config reload rejected, keeping the running config: {e}"),
                     Ok(new) => {
+                        notify(&format!("RELOADING=1\nMONOTONIC_USEC={}", crate::systemd::monotonic_usec()));
                         if new.agent.listen != running_config.agent.listen || new.agent.data_dir != running_config.agent.data_dir {
                             tracing::warn!("agent.listen and agent.data_dir changes take effect at the next restart");
                         }
                         if let Some(old) = current.take() { old.stop().await; }
-                        current = Some(start_generation(&ctx, &new, &components));
+                        current = Some(start_generation(&ctx, &new, &components, &heartbeat));
+                        notify("READY=1");
                         tracing::info!(path = %path.display(), services = new.services.len(), caches = new.caches.len(), trackers = new.trackers.len(), "config reloaded");
                         running_config = new;
                     }
@@ -152,6 +177,7 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Dae
     }
 
     // Stop: components first (they may record final values), then flush, then HTTP.
+    notify("STOPPING=1");
     let stop_started = std::time::Instant::now();
     if let Some(gen_) = current.take() {
         gen_.stop().await;
@@ -173,7 +199,12 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Dae
 }
 
 /// Start every component a config asks for, under a fresh child token.
-fn start_generation(root: &Context, config: &Config, components: &Arc<Components>) -> Generation {
+fn start_generation(
+    root: &Context,
+    config: &Config,
+    components: &Arc<Components>,
+    heartbeat: &Arc<Heartbeat>,
+) -> Generation {
     let ctx = root.child();
     let token = ctx.shutdown.clone();
     let mut tasks = JoinSet::new();
@@ -188,6 +219,7 @@ fn start_generation(root: &Context, config: &Config, components: &Arc<Components
     {
         let mut probe = HostProbe::new(&ctx, metrics.clone());
         let token = token.clone();
+        let heartbeat = heartbeat.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
         firsts.push(rx);
         tasks.spawn(async move {
@@ -199,6 +231,7 @@ fn start_generation(root: &Context, config: &Config, components: &Arc<Components
                     _ = token.cancelled() => break,
                     _ = tick.tick() => {
                         probe.tick();
+                        heartbeat.beat();
                         if let Some(tx) = tx.take() { let _ = tx.send(()); }
                     }
                 }

@@ -5,6 +5,7 @@
 
 pub mod otlp;
 pub mod prometheus;
+pub mod tls;
 
 use std::io::Write;
 use std::net::TcpListener;
