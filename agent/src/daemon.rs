@@ -3,14 +3,14 @@
 //! OTLP flush, SIGHUP re-reads the config and swaps generations (a bad file is rejected with
 //! one log line and the running generation kept).
 
+use crate::components::Components;
 use crate::config::Config;
 use crate::context::{Context, Findings, Readiness};
-use crate::probes::{ProbeMetrics, host::HostProbe, procinfo, service::ServiceWatcher};
+use crate::probes::procinfo;
 use crate::series::SeriesStore;
-use crate::systemd::{Heartbeat, Notifier};
+use crate::systemd::Notifier;
 use crate::telemetry::{OtlpTarget, Telemetry};
-use arc_swap::ArcSwap;
-use std::collections::BTreeMap;
+use lookout_common::redact_url;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,14 +40,6 @@ pub enum DaemonError {
     Serve(std::io::Error),
     #[error("signal handler: {0}")]
     Signal(std::io::Error),
-}
-
-/// The components of the current generation that HTTP handlers reach by name.
-#[derive(Default)]
-pub struct Components {
-    pub caches: ArcSwap<BTreeMap<String, Arc<crate::cache::Cache>>>,
-    pub trackers: ArcSwap<BTreeMap<String, Arc<crate::tracker::Tracker>>>,
-    pub alerts: crate::alerting::AlertsView,
 }
 
 /// One running config: its token and tasks.
@@ -91,6 +83,8 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Dae
         findings: Arc::new(Findings::new(1000)),
         readiness: Arc::new(Readiness::default()),
         shutdown: root.clone(),
+        stopping: CancellationToken::new(),
+        heartbeat: Arc::new(crate::context::Heartbeat::default()),
     };
     let components = Arc::new(Components::default());
 
@@ -117,7 +111,6 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Dae
 
     spawn_agent_cold_start(&ctx);
     spawn_heap_trim(&ctx);
-    let heartbeat = Arc::new(Heartbeat::default());
     let notifier = Notifier::from_env().map(Arc::new);
     if let Some(n) = &notifier {
         // A few probe intervals of silence (one interval may be long) before pings stop.
@@ -125,7 +118,7 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Dae
         crate::systemd::spawn(
             n.clone(),
             ctx.readiness.clone(),
-            heartbeat.clone(),
+            ctx.heartbeat.clone(),
             stale_after,
             root.clone(),
         );
@@ -135,7 +128,7 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Dae
             n.send(msg);
         }
     };
-    let mut current = Some(start_generation(&ctx, &config, &components, &heartbeat));
+    let mut current = Some(start_generation(&ctx, &config, &components));
     let mut running_config = config;
 
     use tokio::signal::unix::{SignalKind, signal};
@@ -159,7 +152,7 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Dae
                             tracing::warn!("agent.listen and agent.data_dir changes take effect at the next restart");
                         }
                         if let Some(old) = current.take() { old.stop().await; }
-                        current = Some(start_generation(&ctx, &new, &components, &heartbeat));
+                        current = Some(start_generation(&ctx, &new, &components));
                         notify("READY=1");
                         tracing::info!(path = %path.display(), services = new.services.len(), caches = new.caches.len(), trackers = new.trackers.len(), "config reloaded");
                         running_config = new;
@@ -179,6 +172,9 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Dae
     // Stop: components first (they may record final values), then flush, then HTTP.
     notify("STOPPING=1");
     let stop_started = std::time::Instant::now();
+    // Said before the generation stops, so that its alerts resolve rather than wait for the
+    // next generation (there is none).
+    ctx.stopping.cancel();
     if let Some(gen_) = current.take() {
         gen_.stop().await;
     }
@@ -199,62 +195,10 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Dae
 }
 
 /// Start every component a config asks for, under a fresh child token.
-fn start_generation(
-    root: &Context,
-    config: &Config,
-    components: &Arc<Components>,
-    heartbeat: &Arc<Heartbeat>,
-) -> Generation {
+fn start_generation(root: &Context, config: &Config, components: &Arc<Components>) -> Generation {
     let ctx = root.child();
     let token = ctx.shutdown.clone();
     let mut tasks = JoinSet::new();
-    let interval = config.agent.interval.get();
-    let metrics = ProbeMetrics::new(&ctx);
-
-    ctx.readiness
-        .wait_for("probes", "the first probe cycle has not finished");
-    let mut firsts = Vec::new();
-
-    // Host and self.
-    {
-        let mut probe = HostProbe::new(&ctx, metrics.clone());
-        let token = token.clone();
-        let heartbeat = heartbeat.clone();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        firsts.push(rx);
-        tasks.spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut tx = Some(tx);
-            loop {
-                tokio::select! {
-                    _ = token.cancelled() => break,
-                    _ = tick.tick() => {
-                        probe.tick();
-                        heartbeat.beat();
-                        if let Some(tx) = tx.take() { let _ = tx.send(()); }
-                    }
-                }
-            }
-        });
-    }
-
-    // Watched services; forget services a reload removed.
-    for svc in &config.services {
-        let watcher = ServiceWatcher::new(svc.clone(), metrics.clone(), interval);
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        firsts.push(rx);
-        tasks.spawn(watcher.run(token.clone(), tx));
-    }
-
-    let readiness = ctx.readiness.clone();
-    tasks.spawn(async move {
-        for rx in firsts {
-            let _ = rx.await;
-        }
-        readiness.open("probes");
-    });
-
     crate::components::start(&ctx, config, components, &mut tasks);
     Generation { token, tasks }
 }
@@ -316,22 +260,3 @@ fn spawn_heap_trim(ctx: &Context) {
 
 /// How often [`spawn_heap_trim`] runs.
 const HEAP_TRIM_EVERY: Duration = Duration::from_secs(10);
-
-/// Strip credentials from a URL before it is logged.
-pub fn redact_url(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut u) => {
-            if !u.username().is_empty() {
-                let _ = u.set_username("***");
-            }
-            if u.password().is_some() {
-                let _ = u.set_password(Some("***"));
-            }
-            if u.query().is_some() {
-                u.set_query(Some("***"));
-            }
-            u.to_string()
-        }
-        Err(_) => "<unparseable URL>".into(),
-    }
-}

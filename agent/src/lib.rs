@@ -5,6 +5,7 @@
 pub mod alerting;
 pub mod anomaly;
 pub mod cache;
+pub mod chart;
 pub mod components;
 pub mod config;
 pub mod context;

@@ -40,9 +40,10 @@ enum Command {
         /// Print the JSON object of the CONTRACT instead of the report for people.
         #[arg(long)]
         json: bool,
-        /// A wait on another party longer than this, with no timeout, is a hang.
-        #[arg(long, default_value = "30s", value_parser = parse_duration)]
-        hang_threshold: std::time::Duration,
+        /// A wait with no timeout on another party that has sent nothing for this long is a
+        /// missing timeout (`--hang-threshold` is its former name).
+        #[arg(long, alias = "hang-threshold", default_value = "5s", value_parser = parse_duration)]
+        quiet_period: std::time::Duration,
         /// A finite timeout above this on a wait for another party is too large.
         #[arg(long, default_value = "60s", value_parser = parse_duration)]
         max_timeout: std::time::Duration,
@@ -128,7 +129,7 @@ fn main() -> ExitCode {
             pid,
             seconds,
             json,
-            hang_threshold,
+            quiet_period,
             max_timeout,
             hz,
         } => diagnose(
@@ -136,7 +137,7 @@ fn main() -> ExitCode {
                 pid,
                 seconds,
                 hz,
-                hang_threshold: hang_threshold.as_secs_f64(),
+                quiet_period: quiet_period.as_secs_f64(),
                 max_timeout: max_timeout.as_secs_f64(),
             },
             json,

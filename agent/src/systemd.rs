@@ -12,9 +12,9 @@
 //! systemd restarts the agent), `RELOADING=1` around a SIGHUP, `STOPPING=1` on the way out.
 //! Outside systemd (no `$NOTIFY_SOCKET`) all of it is a no-op.
 
+use crate::context::Heartbeat;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// A connection to systemd's notification socket.
@@ -86,35 +86,6 @@ pub fn status_line(blocking: &[(String, String)]) -> String {
     let waits: Vec<String> = blocking.iter().map(|(g, r)| format!("{g}: {r}")).collect();
     // One line: STATUS is shown by `systemctl status`.
     format!("STATUS=waiting for {}", waits.join("; ").replace('\n', " "))
-}
-
-/// When the probe loop last ticked, for the watchdog.
-#[derive(Debug)]
-pub struct Heartbeat {
-    origin: Instant,
-    last_ms: AtomicU64,
-}
-
-impl Default for Heartbeat {
-    fn default() -> Self {
-        Self {
-            origin: Instant::now(),
-            last_ms: AtomicU64::new(0),
-        }
-    }
-}
-
-impl Heartbeat {
-    pub fn beat(&self) {
-        self.last_ms
-            .store(self.origin.elapsed().as_millis() as u64, Ordering::Relaxed);
-    }
-
-    /// Time since the last beat (since creation before the first).
-    pub fn age(&self) -> Duration {
-        let now = self.origin.elapsed().as_millis() as u64;
-        Duration::from_millis(now.saturating_sub(self.last_ms.load(Ordering::Relaxed)))
-    }
 }
 
 /// CLOCK_MONOTONIC in microseconds, for `MONOTONIC_USEC=` next to `RELOADING=1`.

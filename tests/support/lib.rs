@@ -3,6 +3,7 @@
 //! Prometheus text. Real servers (Prometheus, Alertmanager, etcd, Azurite) have their own
 //! modules beside this one.
 
+pub mod alertmanager;
 pub mod otlp;
 pub mod prometheus;
 pub mod tls;

@@ -267,11 +267,11 @@ pub fn open(
     options: &std::collections::BTreeMap<String, String>,
 ) -> Result<Arc<dyn BlobStore>, BlobError> {
     let config_err = |reason: String| BlobError::Config {
-        url: crate::daemon::redact_url(url),
+        url: lookout_common::redact_url(url),
         reason,
     };
     let parsed = url::Url::parse(url).map_err(|e| config_err(e.to_string()))?;
-    let label = crate::daemon::redact_url(url);
+    let label = lookout_common::redact_url(url);
     match parsed.scheme() {
         "file" => {
             let dir = parsed

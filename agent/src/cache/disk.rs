@@ -53,19 +53,11 @@ pub fn save(dir: &Path, snap: &Snapshot) -> std::io::Result<()> {
         size: snap.bytes.len() as u64,
     })
     .map_err(std::io::Error::other)?;
-    let tmp = dir.join(format!(".snapshot-{:016x}", rand::random::<u64>()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+    lookout_common::write_atomic_with(&snapshot_path(dir), |f| {
         f.write_all(&header)?;
         f.write_all(b"\n")?;
-        f.write_all(&snap.bytes)?;
-        f.sync_data()?;
-        std::fs::rename(&tmp, snapshot_path(dir))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+        f.write_all(&snap.bytes)
+    })
 }
 
 /// Read and verify the snapshot under `dir`. `Ok(None)` when there is none; `Err` (with a

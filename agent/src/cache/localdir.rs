@@ -13,7 +13,7 @@
 use super::blob::{BlobError, BlobFuture, BlobStore, Fetched, PutCondition, PutOutcome, Tag};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -92,24 +92,7 @@ fn read_tagged(path: &Path, max_len: u64, key: &str) -> Result<Option<(Vec<u8>, 
 
 /// Write `bytes` to a temporary sibling of `path` and rename it over `path`.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), BlobError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| io_err("create dir", dir, e))?;
-    let tmp = dir.join(format!(
-        ".tmp-{}-{:016x}",
-        std::process::id(),
-        rand::random::<u64>()
-    ));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_data()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io_err("write", path, e));
-    }
-    Ok(())
+    lookout_common::write_atomic(path, bytes).map_err(|e| io_err("write", path, e))
 }
 
 /// An exclusive `flock` held until dropped (closing the descriptor releases it).
@@ -229,7 +212,7 @@ impl BlobStore for LocalDirBlob {
                 let mut keys = Vec::new();
                 for entry in entries.flatten() {
                     let name = entry.file_name().to_string_lossy().to_string();
-                    if name.starts_with(".tmp-") || name.ends_with(".lock") {
+                    if name.starts_with(lookout_common::TEMP_PREFIX) || name.ends_with(".lock") {
                         continue;
                     }
                     if entry.file_type().map(|t| t.is_file()).unwrap_or(false) {

@@ -16,7 +16,6 @@
 pub mod blob;
 pub mod chaos;
 mod disk;
-pub mod http;
 pub mod localdir;
 pub mod manifest;
 pub mod source;
@@ -116,22 +115,6 @@ pub struct CacheOptions {
     pub owner: String,
 }
 
-impl CacheOptions {
-    pub fn from_config(cfg: &crate::config::CacheConfig, ctx: &Context) -> Self {
-        let source_timeout = cfg.source_timeout.get();
-        Self {
-            name: cfg.name.clone(),
-            check_interval: cfg.check_interval.get(),
-            refresh_interval: cfg.refresh_interval.get(),
-            claim_ttl: cfg.claim_ttl.map(|d| d.get()).unwrap_or(source_timeout * 3),
-            max_size: cfg.max_size,
-            source_timeout,
-            local_dir: Some(ctx.data_dir.join("cache").join(&cfg.name)),
-            owner: new_owner_id(&ctx.host),
-        }
-    }
-}
-
 /// A fresh claim identity: unique per process and instance, readable by people.
 pub fn new_owner_id(host: &str) -> String {
     format!(
@@ -197,7 +180,7 @@ impl Metrics {
                 .f64_histogram("lookout_cache_refresh_duration_seconds")
                 .with_description("Refresh latency by phase: check, fetch, source, publish")
                 .with_unit("s")
-                .with_boundaries(crate::telemetry::LATENCY_BUCKETS.to_vec())
+                .with_boundaries(lookout_common::LATENCY_BUCKETS.to_vec())
                 .build(),
             totals: Mutex::new(HashMap::new()),
             last_phase: Mutex::new(HashMap::new()),
@@ -1069,47 +1052,4 @@ fn outcome_of<T>(r: &Result<T, CacheError>) -> &'static str {
         Ok(_) => "ok",
         Err(e) => e.kind(),
     }
-}
-
-/// Start every `[[cache]]` of `config`, publish them in `components.caches`, and hold a
-/// readiness gate per cache until it serves a version.
-pub fn start_all(
-    ctx: &Context,
-    config: &crate::config::Config,
-    components: &Arc<crate::daemon::Components>,
-    tasks: &mut tokio::task::JoinSet<()>,
-) {
-    let mut caches = std::collections::BTreeMap::new();
-    for cfg in &config.caches {
-        let gate = format!("cache:{}", cfg.name);
-        let default_blob = format!("file://{}", ctx.data_dir.join("blob").display());
-        let url = cfg.blob.clone().unwrap_or(default_blob);
-        let blob = match blob::open(&url, &cfg.blob_options) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!(cache = %cfg.name, "cannot open the blob store: {e}");
-                ctx.readiness.wait_for(
-                    &gate,
-                    format!("cache {} cannot open its blob store: {e}", cfg.name),
-                );
-                continue;
-            }
-        };
-        ctx.readiness
-            .wait_for(&gate, format!("cache {} serves no version yet", cfg.name));
-        let opts = CacheOptions::from_config(cfg, ctx);
-        let source = Source::from_config(&cfg.source, components);
-        tracing::info!(cache = %cfg.name, blob = %blob.describe(), source = source.kind(), "cache starting");
-        let cache = Cache::new(ctx, opts, source, blob);
-        caches.insert(cfg.name.clone(), cache.clone());
-        let token = ctx.shutdown.clone();
-        let readiness = ctx.readiness.clone();
-        tasks.spawn(async move {
-            let r = readiness.clone();
-            let g = gate.clone();
-            cache.run(token, move || r.open(&g)).await;
-            readiness.forget(&gate);
-        });
-    }
-    components.caches.store(Arc::new(caches));
 }

@@ -1,5 +1,5 @@
-//! The slow source a cache refreshes from: a file, an HTTP URL, a command's stdout, or the
-//! current primary of a tracked service. Every load is bounded in time (`source_timeout`) and
+//! The slow source a cache refreshes from: a file, an HTTP URL, a command's stdout, or a
+//! loader of the embedding program (the agent's `{ primary = .. }` is one). Every load is bounded in time (`source_timeout`) and
 //! size (`max_size`); a command is killed when its load is dropped or times out.
 
 use bytes::Bytes;
@@ -28,44 +28,16 @@ pub enum Source {
     File(PathBuf),
     Http(reqwest::Client, String),
     Command(Vec<String>),
-    /// `GET {primary}{path}` through the tracker of `service`, looked up at load time (the
-    /// tracker of the same config generation may start after the cache).
-    Primary {
-        components: std::sync::Weak<crate::daemon::Components>,
-        service: String,
-        path: String,
-    },
     Custom(CustomLoad),
 }
 
 impl Source {
-    pub fn from_config(
-        cfg: &crate::config::CacheSource,
-        components: &Arc<crate::daemon::Components>,
-    ) -> Self {
-        use crate::config::CacheSource as C;
-        match cfg {
-            C::File { file } => Source::File(file.clone()),
-            C::Http { http } => Source::Http(
-                reqwest::Client::builder().build().unwrap_or_default(),
-                http.as_str().to_string(),
-            ),
-            C::Command { command } => Source::Command(command.clone()),
-            C::Primary { primary, path } => Source::Primary {
-                components: Arc::downgrade(components),
-                service: primary.clone(),
-                path: path.clone(),
-            },
-        }
-    }
-
     /// What kind of source, for logs and spans.
     pub fn kind(&self) -> &'static str {
         match self {
             Source::File(_) => "file",
             Source::Http(..) => "http",
             Source::Command(_) => "command",
-            Source::Primary { .. } => "primary",
             Source::Custom(_) => "custom",
         }
     }
@@ -104,14 +76,14 @@ impl Source {
                 let mut resp = client.get(url).send().await.map_err(|e| {
                     SourceError::Failed(format!(
                         "GET {}: {}",
-                        crate::daemon::redact_url(url),
+                        lookout_common::redact_url(url),
                         e.without_url()
                     ))
                 })?;
                 if !resp.status().is_success() {
                     return Err(SourceError::Failed(format!(
                         "GET {}: status {}",
-                        crate::daemon::redact_url(url),
+                        lookout_common::redact_url(url),
                         resp.status()
                     )));
                 }
@@ -162,24 +134,6 @@ impl Source {
                     )));
                 }
                 Ok(Bytes::from(body))
-            }
-            Source::Primary {
-                components,
-                service,
-                path,
-            } => {
-                let tracker = components
-                    .upgrade()
-                    .and_then(|c| c.trackers.load().get(service).cloned())
-                    .ok_or_else(|| {
-                        SourceError::Failed(format!("no tracker for service {service:?} yet"))
-                    })?;
-                let body = tracker
-                    .get_bytes(path)
-                    .await
-                    .map_err(|e| SourceError::Failed(format!("primary of {service}: {e}")))?;
-                too_large(body.len() as u64)?;
-                Ok(body)
             }
             Source::Custom(load) => {
                 let body = load().await.map_err(SourceError::Failed)?;

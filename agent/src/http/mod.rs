@@ -1,9 +1,16 @@
-//! The HTTP surface of CONTRACT.md on axum: `/metrics`, `/healthz`, `/readyz`, the alert and
-//! findings APIs, runbooks, and the routes of the cache and the primary tracker.
+//! The HTTP surface of CONTRACT.md on axum: the status page `/` ([`page`]), `/metrics`,
+//! `/healthz`, `/readyz`, the alert and findings APIs, runbooks (`alerts.rs`), and the routes
+//! of the cache (`cache.rs`) and the primary tracker (`tracker.rs`).
 //!
 //! Handlers read the current components through [`Components`], which a config reload swaps
 //! whole, so a request never sees half of an old config and half of a new one.
 
+mod alerts;
+mod cache;
+pub mod page;
+mod tracker;
+
+use crate::components::Components;
 use crate::context::Context;
 use crate::telemetry::Telemetry;
 use axum::Router;
@@ -18,18 +25,19 @@ use std::sync::Arc;
 pub struct AppState {
     pub telemetry: Arc<Telemetry>,
     pub ctx: Context,
-    pub components: Arc<crate::daemon::Components>,
+    pub components: Arc<Components>,
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/", get(page::page))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/v1/findings", get(findings))
-        .merge(crate::alerting::http::routes())
-        .merge(crate::cache::http::routes())
-        .merge(crate::tracker::http::routes())
+        .merge(alerts::routes())
+        .merge(cache::routes())
+        .merge(tracker::routes())
         .with_state(state)
 }
 

@@ -216,7 +216,7 @@ fn env_endpoint(env: &dyn Env, protocol: OtlpProtocol) -> Option<String> {
         match url::Url::parse(&v) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => Some(v),
             _ => {
-                tracing::warn!(variable = k, value = %crate::daemon::redact_url(&v), "not an http(s) URL; ignored");
+                tracing::warn!(variable = k, value = %lookout_common::redact_url(&v), "not an http(s) URL; ignored");
                 None
             }
         }

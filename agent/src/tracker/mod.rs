@@ -24,19 +24,16 @@
 //! the request (a refused connection, or a 421).
 
 pub mod etcd;
-pub mod http;
 mod metrics;
 mod resolver;
 
 use crate::config::{Discovery, TrackerConfig};
 use crate::context::Context;
-use crate::daemon::Components;
 use arc_swap::ArcSwap;
 use backon::BackoffBuilder;
 use bytes::Bytes;
 use metrics::TrackerMetrics;
 use resolver::Resolver;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -642,7 +639,12 @@ impl Tracker {
         drop(permit);
         let body = match body {
             Ok(Ok(b)) => b,
-            Ok(Err(e)) => return Err(format!("reading the response body: {}", error_chain(&e))),
+            Ok(Err(e)) => {
+                return Err(format!(
+                    "reading the response body: {}",
+                    lookout_common::error_chain(&e)
+                ));
+            }
             Err(_) => return Err("timed out reading the response body".into()),
         };
         let mut out = ::http::Response::new(body);
@@ -834,7 +836,7 @@ impl Tracker {
                 return Attempt::Failover {
                     hint: None,
                     not_processed: e.is_connect(),
-                    error: format!("{url}: {}", error_chain(&e)),
+                    error: format!("{url}: {}", lookout_common::error_chain(&e)),
                     last: None,
                 };
             }
@@ -910,42 +912,6 @@ pub fn is_hop_by_hop(name: &::http::HeaderName) -> bool {
             | "transfer-encoding"
             | "upgrade"
     )
-}
-
-/// An error with its causes, on one line ("error sending request: connection refused").
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
-}
-
-/// Start every `[[tracker]]` of this generation and publish them for the HTTP handlers and
-/// the caches. Called before the caches start: a cache source may be `{ primary = ... }`.
-pub fn start_all(
-    ctx: &Context,
-    configs: &[TrackerConfig],
-    components: &Arc<Components>,
-    tasks: &mut JoinSet<()>,
-) {
-    let mut trackers = BTreeMap::new();
-    for config in configs {
-        match Tracker::new(ctx, config) {
-            Ok(t) => {
-                tasks.spawn(t.clone().run(ctx.shutdown.clone()));
-                trackers.insert(config.service.clone(), t);
-            }
-            Err(e) => tracing::error!(service = %config.service, "tracker not started: {e}"),
-        }
-    }
-    components.trackers.store(Arc::new(trackers));
 }
 
 #[cfg(test)]

@@ -150,13 +150,6 @@ pub(super) fn short_error(e: &reqwest::Error) -> String {
     } else if e.is_connect() {
         "connection failed".into()
     } else {
-        let mut out = e.to_string();
-        let mut source = std::error::Error::source(e);
-        while let Some(s) = source {
-            out.push_str(": ");
-            out.push_str(&s.to_string());
-            source = s.source();
-        }
-        out
+        lookout_common::error_chain(e)
     }
 }

@@ -35,6 +35,7 @@
 //! `Netdata` with its 4 models (it carries the unused context memory) — both under the 8 KiB
 //! target.
 
+pub mod cad_ose;
 pub mod context;
 pub mod lookout;
 pub mod netdata;

@@ -2,8 +2,8 @@
 //! `any /v1/proxy/{service}/{path}` (forward to it: method, headers less hop-by-hop ones, and
 //! streamed bodies both ways; 503 when no primary is known, 429 when throttled).
 
-use super::{ForwardBody, Tracker, TrackerError, is_hop_by_hop};
-use crate::http::AppState;
+use super::AppState;
+use crate::tracker::{ForwardBody, Tracker, TrackerError, is_hop_by_hop};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};

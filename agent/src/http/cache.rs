@@ -2,7 +2,7 @@
 //! 304, `?consistency=strong` validated against the blob tier first (503 when it cannot be),
 //! and the `X-Lookout-Version` / `X-Lookout-Staleness-Seconds` headers.
 
-use crate::http::AppState;
+use super::AppState;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};

@@ -2,8 +2,8 @@
 //! `GET /runbooks/{AlertName}` (the troubleshooting guide: markdown, or a simple HTML page for
 //! browsers that ask for `text/html`; 404 for names that are not alerts).
 
-use super::runbooks;
-use crate::http::AppState;
+use super::AppState;
+use crate::alerting::runbooks;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
