@@ -14,6 +14,7 @@ pub mod eval;
 pub mod http;
 pub mod probes;
 pub mod series;
+pub mod systemd;
 pub mod telemetry;
 pub mod timeout;
 pub mod tracker;

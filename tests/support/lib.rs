@@ -6,6 +6,7 @@
 pub mod alertmanager;
 pub mod otlp;
 pub mod prometheus;
+pub mod tls;
 
 use std::io::Write;
 use std::net::TcpListener;

@@ -60,6 +60,7 @@ fn start_probes(ctx: &Context, config: &Config, tasks: &mut JoinSet<()>) {
     {
         let mut probe = HostProbe::new(ctx, metrics.clone());
         let token = token.clone();
+        let heartbeat = ctx.heartbeat.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
         firsts.push(rx);
         tasks.spawn(async move {
@@ -71,6 +72,7 @@ fn start_probes(ctx: &Context, config: &Config, tasks: &mut JoinSet<()>) {
                     _ = token.cancelled() => break,
                     _ = tick.tick() => {
                         probe.tick();
+                        heartbeat.beat();
                         if let Some(tx) = tx.take() { let _ = tx.send(()); }
                     }
                 }

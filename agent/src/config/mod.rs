@@ -123,6 +123,19 @@ pub struct OtlpConfig {
     pub protocol: Option<OtlpProtocol>,
     #[serde(default = "default_otlp_interval")]
     pub interval: Duration,
+    /// Request body compression; absent = `OTEL_EXPORTER_OTLP_COMPRESSION`, else gzip.
+    pub compression: Option<OtlpCompression>,
+    /// PEM file of the CA(s) that sign the collector's certificate (https endpoints);
+    /// absent = `OTEL_EXPORTER_OTLP_CERTIFICATE`, else the system's trust store.
+    pub certificate: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum OtlpCompression {
+    #[serde(rename = "gzip")]
+    Gzip,
+    #[serde(rename = "none")]
+    None,
 }
 
 fn default_otlp_interval() -> Duration {
