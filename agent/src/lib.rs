@@ -4,7 +4,6 @@
 
 pub mod alerting;
 pub mod anomaly;
-pub mod cache;
 pub mod components;
 pub mod config;
 pub mod context;
@@ -15,4 +14,3 @@ pub mod probes;
 pub mod series;
 pub mod telemetry;
 pub mod timeout;
-pub mod tracker;
