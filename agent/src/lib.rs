@@ -4,6 +4,7 @@
 
 pub mod alerting;
 pub mod anomaly;
+pub mod chart;
 pub mod components;
 pub mod config;
 pub mod context;
@@ -12,5 +13,6 @@ pub mod eval;
 pub mod http;
 pub mod probes;
 pub mod series;
+pub mod systemd;
 pub mod telemetry;
 pub mod timeout;

@@ -3,8 +3,10 @@
 //! Prometheus text. Real servers (Prometheus, Alertmanager, etcd, Azurite) have their own
 //! modules beside this one.
 
+pub mod alertmanager;
 pub mod otlp;
 pub mod prometheus;
+pub mod tls;
 
 use std::io::Write;
 use std::net::TcpListener;
