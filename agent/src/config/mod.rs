@@ -160,6 +160,19 @@ pub struct ServiceConfig {
     pub expected_max_threads: Option<u64>,
     #[serde(default = "default_cold_start_budget")]
     pub cold_start_budget: Duration,
+    /// Which processes make the service (beside the oldest match, its main process).
+    #[serde(default)]
+    pub processes: ServiceProcesses,
+}
+
+/// `all` (the default): every matching process and the descendants of each; `tree`: the main
+/// process (the oldest match) and its descendants only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceProcesses {
+    #[default]
+    All,
+    Tree,
 }
 
 fn default_cold_start_budget() -> Duration {

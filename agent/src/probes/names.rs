@@ -9,6 +9,11 @@ pub const SELF_SERVICE: &str = "lookout";
 pub const THREAD_COUNT: &str = "process.thread.count";
 /// Limits that apply to a service's threads, label `kind`.
 pub const THREAD_LIMIT: &str = "lookout_service_thread_limit";
+/// What counts against each limit, label `kind`.
+pub const THREAD_LIMIT_USAGE: &str = "lookout_service_thread_limit_usage";
+/// Counter kept in the series store (all processes of a service).
+pub const CPU_TIME_TOTAL: &str = "process_cpu_time_seconds_total";
+pub const PROCESSES: &str = "lookout_service_processes";
 pub const CPU_UTILIZATION: &str = "process_cpu_utilization";
 pub const RESIDENT_MEMORY: &str = "process_resident_memory_bytes";
 pub const OPEN_FDS: &str = "process_open_fds";
