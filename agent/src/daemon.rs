@@ -207,7 +207,7 @@ fn start_generation(root: &Context, config: &Config, components: &Arc<Components
 fn spawn_agent_cold_start(ctx: &Context) {
     let gauge = ctx.series.gauge(
         &ctx.meter,
-        "lookout_agent_cold_start_seconds",
+        crate::probes::names::AGENT_COLD_START,
         "The agent's own cold start: exec to ready (/readyz 200)",
         "s",
     );

@@ -110,7 +110,7 @@ impl Handoff {
 pub fn scope(config: &Config) -> Scope {
     let mut services: std::collections::BTreeSet<String> =
         config.services.iter().map(|s| s.name.clone()).collect();
-    services.insert(crate::probes::host::SELF_SERVICE.to_string());
+    services.insert(crate::probes::names::SELF_SERVICE.to_string());
     Scope {
         services,
         caches: config.caches.iter().map(|c| c.name.clone()).collect(),
@@ -136,13 +136,13 @@ impl Meters {
         let m = Self {
             firing: ctx.series.gauge(
                 &ctx.meter,
-                "lookout_alerts_firing",
+                names::metrics::ALERTS_FIRING,
                 "Alerts firing now, per alert name and severity",
                 "",
             ),
             depth: ctx.series.gauge(
                 &ctx.meter,
-                "lookout_alert_spool_depth",
+                names::metrics::SPOOL_DEPTH,
                 "Alert notifications not yet taken by an Alertmanager (summed over Alertmanagers; at most one per alert each)",
                 "",
             ),
@@ -286,13 +286,13 @@ pub fn start(
     // The budgets the rules compare to, exported so that central rules use the same numbers.
     let budget = ctx.series.gauge(
         &ctx.meter,
-        "lookout_service_cold_start_budget_seconds",
+        names::metrics::COLD_START_BUDGET,
         "The configured cold_start_budget of a watched service",
         "s",
     );
     let check_interval = ctx.series.gauge(
         &ctx.meter,
-        "lookout_cache_check_interval_seconds",
+        names::metrics::CACHE_CHECK_INTERVAL,
         "The configured check_interval of a cache",
         "s",
     );

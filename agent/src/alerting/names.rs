@@ -42,3 +42,14 @@ pub const ALL: &[&str] = &[
     LOOKOUT_AGENT_DOWN,
     LOOKOUT_ALERT_SPOOL_FAILING,
 ];
+
+/// The metrics the alerting itself produces (`alerting/mod.rs`), for the rules, the anomaly
+/// detector's exclusion list and the tests. Constants only, like the alert names above.
+pub mod metrics {
+    pub const ALERTS_FIRING: &str = "lookout_alerts_firing";
+    pub const SPOOL_DEPTH: &str = "lookout_alert_spool_depth";
+    pub const COLD_START_BUDGET: &str = "lookout_service_cold_start_budget_seconds";
+    pub const CACHE_CHECK_INTERVAL: &str = "lookout_cache_check_interval_seconds";
+    pub const SPOOL_DISK_FAILING: &str = "lookout_alert_spool_disk_failing";
+    pub const SPOOL_MEMORY_ONLY: &str = "lookout_alert_spool_memory_only";
+}

@@ -15,28 +15,24 @@ use crate::series::{Sample, SeriesKey, SeriesStore};
 use std::collections::BTreeMap;
 
 /// Series names the rules read (the contract between helpers, see the signals list).
+/// Each is defined once, by its producer, and imported here: a rename there is a compile
+/// error here, not a silent alert that never fires.
 pub mod series {
-    pub const THREADS: &str = "process.thread.count";
-    pub const THREAD_LIMIT: &str = "lookout_service_thread_limit";
-    pub const THREAD_LIMIT_USAGE: &str = "lookout_service_thread_limit_usage";
-    pub const SYSTEM_THREADS: &str = "system_thread_count";
-    pub const SYSTEM_THREAD_LIMIT: &str = "system_thread_limit";
-    pub const LAST_COLD_START: &str = "lookout_service_last_cold_start_seconds";
-    pub const INITIALIZING: &str = "lookout_service_initializing_seconds";
-    pub const CACHE_VERSION_LAG: &str = "lookout_cache_version_lag";
-    pub const CACHE_STALENESS: &str = "lookout_cache_staleness_seconds";
-    pub const CACHE_SOURCE_LOADS: &str = "lookout_cache_source_loads_total";
-    pub const CACHE_BLOB_UP: &str = "lookout_cache_blob_up";
-    pub const CACHE_ERRORS: &str = "lookout_cache_errors_total";
-    pub const PRIMARY_UP: &str = "lookout_primary_up";
-    pub const PRIMARY_CHANGES: &str = "lookout_primary_changes_total";
-    pub const TRACKER_THROTTLED: &str = "lookout_tracker_throttled_total";
-    pub const ANOMALY_EVENT: &str = "lookout_anomaly_event";
-    pub const TIMEOUT_SUSPECTS: &str = "lookout_timeout_suspects";
-    pub const ANOMALY_SCORE: &str = "lookout_anomaly_score";
-    /// Produced by the alerting itself (`alerting/mod.rs`).
-    pub const SPOOL_DISK_FAILING: &str = "lookout_alert_spool_disk_failing";
-    pub const SPOOL_MEMORY_ONLY: &str = "lookout_alert_spool_memory_only";
+    pub use crate::alerting::names::metrics::{SPOOL_DISK_FAILING, SPOOL_MEMORY_ONLY};
+    pub use crate::anomaly::{EVENT as ANOMALY_EVENT, SCORE as ANOMALY_SCORE};
+    pub use crate::probes::names::{
+        INITIALIZING, LAST_COLD_START, SYSTEM_THREAD_LIMIT, SYSTEM_THREADS,
+        THREAD_COUNT as THREADS, THREAD_LIMIT, THREAD_LIMIT_USAGE,
+    };
+    pub use crate::timeout::names::SUSPECTS as TIMEOUT_SUSPECTS;
+    pub use lookout_cache::names::{
+        BLOB_UP as CACHE_BLOB_UP, ERRORS_TOTAL as CACHE_ERRORS,
+        SOURCE_LOADS_TOTAL as CACHE_SOURCE_LOADS, STALENESS_SECONDS as CACHE_STALENESS,
+        VERSION_LAG as CACHE_VERSION_LAG,
+    };
+    pub use lookout_tracker::names::{
+        PRIMARY_CHANGES_TOTAL as PRIMARY_CHANGES, PRIMARY_UP, THROTTLED_TOTAL as TRACKER_THROTTLED,
+    };
 }
 
 /// What must exist for an alert's subject to exist. A firing alert whose subject is gone
@@ -989,7 +985,7 @@ pub fn is_agent_bookkeeping(metric: &str) -> bool {
     ];
     let name = metric.split('{').next().unwrap_or(metric);
     OWN.iter().any(|p| name.starts_with(p))
-        || metric.contains(&format!("service={:?}", crate::probes::host::SELF_SERVICE))
+        || metric.contains(&format!("service={:?}", crate::probes::names::SELF_SERVICE))
 }
 
 /// The contributors of the latest anomaly event that may page: measurements of the host (not

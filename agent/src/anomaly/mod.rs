@@ -54,9 +54,9 @@ pub const TRAININGS_PER_TICK: usize = 64;
 /// Series named in the event finding.
 const TOP: usize = 5;
 
-const SCORE: &str = "lookout_anomaly_score";
-const RATE: &str = "lookout_host_anomaly_rate";
-const EVENT: &str = "lookout_anomaly_event";
+pub const SCORE: &str = "lookout_anomaly_score";
+pub const RATE: &str = "lookout_host_anomaly_rate";
+pub const EVENT: &str = "lookout_anomaly_event";
 
 /// Start the scorer; it stops when `ctx.shutdown` is cancelled.
 pub fn start(ctx: &Context, interval: Duration, tasks: &mut JoinSet<()>) {
@@ -187,31 +187,33 @@ impl Scorer {
     /// does, not the host. Skipping them also halves the detectors a host with a few
     /// services keeps (~5 KiB each).
     fn scored(key: &SeriesKey) -> bool {
-        if key.label("service") == Some(crate::probes::host::SELF_SERVICE) {
+        if key.label("service") == Some(crate::probes::names::SELF_SERVICE) {
             return false;
         }
+        use crate::alerting::names::metrics as alerting;
+        use crate::probes::names as probes;
         !matches!(
             key.name.as_str(),
             SCORE
                 | RATE
                 | EVENT
-                | "lookout_timeout_suspects"
-                | "lookout_alerts_firing"
-                | "lookout_service_thread_limit"
-                | "system_thread_limit"
-                | "lookout_service_cold_start_budget_seconds"
-                | "lookout_service_last_cold_start_seconds"
-                | "lookout_service_initializing_seconds"
-                | "lookout_agent_cold_start_seconds"
-                | "process_start_time_seconds"
-                | "lookout_service_up"
-                | "lookout_build_info"
-                | "lookout_alert_spool_depth"
-                | "lookout_cache_version"
-                | "lookout_cache_blob_version"
-                | "lookout_cache_check_interval_seconds"
-                | "lookout_primary_generation"
-                | "lookout_primary_up"
+                | crate::timeout::names::SUSPECTS
+                | alerting::ALERTS_FIRING
+                | probes::THREAD_LIMIT
+                | probes::SYSTEM_THREAD_LIMIT
+                | alerting::COLD_START_BUDGET
+                | probes::LAST_COLD_START
+                | probes::INITIALIZING
+                | probes::AGENT_COLD_START
+                | probes::START_TIME
+                | probes::SERVICE_UP
+                | probes::BUILD_INFO
+                | alerting::SPOOL_DEPTH
+                | lookout_cache::names::VERSION
+                | lookout_cache::names::BLOB_VERSION
+                | alerting::CACHE_CHECK_INTERVAL
+                | lookout_tracker::names::PRIMARY_GENERATION
+                | lookout_tracker::names::PRIMARY_UP
         )
     }
 

@@ -8,8 +8,8 @@ use crate::series::Gauge;
 use std::time::Instant;
 use sysinfo::{CpuRefreshKind, MemoryRefreshKind, RefreshKind, System};
 
-/// The name the agent reports itself under in the per-service metrics.
-pub const SELF_SERVICE: &str = "lookout";
+use super::names;
+pub use super::names::SELF_SERVICE;
 
 pub struct HostProbe {
     /// None when sysinfo cannot read this kernel's counters; the /proc readers still run.
@@ -44,50 +44,50 @@ impl HostProbe {
             system,
             threads: s.gauge(
                 m,
-                "system_thread_count",
+                names::SYSTEM_THREADS,
                 "Threads (kernel tasks) on the host",
                 "{thread}",
             ),
             thread_limit: s.gauge(
                 m,
-                "system_thread_limit",
+                names::SYSTEM_THREAD_LIMIT,
                 "Host-wide thread limits: kernel.threads-max and kernel.pid_max",
                 "{thread}",
             ),
             cpu: s.gauge(
                 m,
-                "system_cpu_utilization",
+                names::SYSTEM_CPU_UTILIZATION,
                 "Host CPU busy share, 0..1",
                 "1",
             ),
             mem_used: s.gauge(
                 m,
-                "system_memory_used_bytes",
+                names::SYSTEM_MEMORY_USED,
                 "Host memory in use (total minus available)",
                 "By",
             ),
             mem_util: s.gauge(
                 m,
-                "system_memory_utilization",
+                names::SYSTEM_MEMORY_UTILIZATION,
                 "Host memory in use, 0..1",
                 "1",
             ),
-            load: s.gauge(m, "system_load_average", "Host load average", "{thread}"),
+            load: s.gauge(m, names::SYSTEM_LOAD, "Host load average", "{thread}"),
             net: s.gauge(
                 m,
-                "system_network_bytes_per_second",
+                names::SYSTEM_NETWORK_RATE,
                 "Host network throughput, all non-loopback interfaces",
                 "By/s",
             ),
             disk: s.gauge(
                 m,
-                "system_disk_bytes_per_second",
+                names::SYSTEM_DISK_RATE,
                 "Host disk throughput, all whole disks",
                 "By/s",
             ),
             build_info: s.gauge(
                 m,
-                "lookout_build_info",
+                names::BUILD_INFO,
                 "Always 1; the agent's version as a label",
                 "",
             ),

@@ -3,6 +3,7 @@
 
 pub mod host;
 pub mod matcher;
+pub mod names;
 pub mod procinfo;
 pub mod ready;
 pub mod service;
@@ -38,61 +39,61 @@ impl ProbeMetrics {
         let s = &ctx.series;
         let m = &ctx.meter;
         Self {
-            threads: s.gauge(m, "process.thread.count", "Threads of a watched service", "{thread}"),
+            threads: s.gauge(m, names::THREAD_COUNT, "Threads of a watched service", "{thread}"),
             thread_limit: s.gauge(
                 m,
-                "lookout_service_thread_limit",
+                names::THREAD_LIMIT,
                 "Thread limits of a watched service: the configured expected maximum, RLIMIT_NPROC (every task of the user), the cgroup's pids.max (systemd TasksMax)",
                 "{thread}",
             ),
             thread_limit_usage: s.gauge(
                 m,
-                "lookout_service_thread_limit_usage",
+                names::THREAD_LIMIT_USAGE,
                 "What counts against each limit of lookout_service_thread_limit: the user's tasks (rlimit_nproc), the cgroup's pids.current (cgroup_pids)",
                 "{thread}",
             ),
             cpu_time: s.counter(
                 m,
-                "process_cpu_time_seconds_total",
+                names::CPU_TIME_TOTAL,
                 "CPU time (user + system) of a watched service, all its processes; drops when one of them exits",
                 "s",
             ),
             processes: s.gauge(
                 m,
-                "lookout_service_processes",
+                names::PROCESSES,
                 "Processes of a watched service now (every matching process and its descendants)",
                 "{process}",
             ),
-            cpu: s.gauge(m, "process_cpu_utilization", "CPU of a watched service, in cores", "1"),
-            rss: s.gauge(m, "process_resident_memory_bytes", "Resident memory of a watched service", "By"),
-            fds: s.gauge(m, "process_open_fds", "Open file descriptors of a watched service", "{fd}"),
+            cpu: s.gauge(m, names::CPU_UTILIZATION, "CPU of a watched service, in cores", "1"),
+            rss: s.gauge(m, names::RESIDENT_MEMORY, "Resident memory of a watched service", "By"),
+            fds: s.gauge(m, names::OPEN_FDS, "Open file descriptors of a watched service", "{fd}"),
             start_time: s.gauge(
                 m,
-                "process_start_time_seconds",
+                names::START_TIME,
                 "Start time of the current instance of a watched service, Unix seconds",
                 "s",
             ),
-            up: s.gauge(m, "lookout_service_up", "1 while the watched service's process runs, 0 while it is absent", ""),
+            up: s.gauge(m, names::SERVICE_UP, "1 while the watched service's process runs, 0 while it is absent", ""),
             initializing: s.gauge(
                 m,
-                "lookout_service_initializing_seconds",
+                names::INITIALIZING,
                 "How long the current instance has been starting and not yet ready; 0 when ready",
                 "s",
             ),
             last_cold_start: s.gauge(
                 m,
-                "lookout_service_last_cold_start_seconds",
+                names::LAST_COLD_START,
                 "The last observed cold start of a watched service (process start to first ready probe)",
                 "s",
             ),
             cold_start: m
-                .f64_histogram("lookout_service_cold_start_seconds")
+                .f64_histogram(names::COLD_START)
                 .with_description("Cold start of a watched service: process start to its first successful readiness probe")
                 .with_unit("s")
                 .with_boundaries(STARTUP_BUCKETS.to_vec())
                 .build(),
             restarts: m
-                .u64_counter("lookout_service_restarts")
+                .u64_counter(names::RESTARTS)
                 .with_description("New instances (PIDs) of a watched service seen after the first")
                 .build(),
         }

@@ -51,9 +51,9 @@ fn label_set_limit(
 ) -> Option<opentelemetry_sdk::metrics::Stream> {
     let limit = match instrument.name() {
         // One series per scored metric, capped by the scorer itself.
-        "lookout_anomaly_score" => crate::anomaly::MAX_SERIES,
+        crate::anomaly::SCORE => crate::anomaly::MAX_SERIES,
         // Services × blocking calls × finite/infinite.
-        "lookout_blocked_threads" => 4 * LABEL_SETS_PER_INSTRUMENT,
+        crate::timeout::names::BLOCKED_THREADS => 4 * LABEL_SETS_PER_INSTRUMENT,
         _ => LABEL_SETS_PER_INSTRUMENT,
     };
     opentelemetry_sdk::metrics::Stream::builder()

@@ -21,6 +21,7 @@
 
 pub mod decode;
 pub mod diagnose;
+pub mod names;
 pub mod sampler;
 pub mod target;
 pub mod watch;

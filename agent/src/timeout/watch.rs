@@ -71,13 +71,13 @@ fn run(ctx: Context, cfg: TimeoutConfig, services: Vec<(String, ProcessMatch)>) 
     let metrics = Metrics {
         blocked: ctx.series.gauge(
             &ctx.meter,
-            "lookout_blocked_threads",
+            super::names::BLOCKED_THREADS,
             "Threads of a watched service blocked in a timeout-related call",
             "{thread}",
         ),
         suspects: ctx.series.gauge(
             &ctx.meter,
-            "lookout_timeout_suspects",
+            super::names::SUSPECTS,
             "Threads of a watched service currently classified as a timeout bug, by kind",
             "{thread}",
         ),
