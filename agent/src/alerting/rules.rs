@@ -58,14 +58,17 @@ pub enum Presence {
     Always,
 }
 
+/// (series name, label, value) of every series (and ("", label, value) for any series), and
+/// the names of all series.
+type Index = (
+    std::collections::HashSet<(String, String, String)>,
+    std::collections::HashSet<String>,
+);
+
 /// Which subjects have series now, built on first use within one evaluation.
 pub struct PresenceIndex<'a> {
     input: &'a EvalInput<'a>,
-    /// (series name, label, value) of every series, and (label, value) of any series.
-    index: Option<(
-        std::collections::HashSet<(String, String, String)>,
-        std::collections::HashSet<String>,
-    )>,
+    index: Option<Index>,
 }
 
 impl<'a> PresenceIndex<'a> {
@@ -73,12 +76,7 @@ impl<'a> PresenceIndex<'a> {
         Self { input, index: None }
     }
 
-    fn index(
-        &mut self,
-    ) -> &(
-        std::collections::HashSet<(String, String, String)>,
-        std::collections::HashSet<String>,
-    ) {
+    fn index(&mut self) -> &Index {
         self.index.get_or_insert_with(|| {
             let mut triples = std::collections::HashSet::new();
             let mut names = std::collections::HashSet::new();
