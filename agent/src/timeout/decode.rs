@@ -331,14 +331,21 @@ impl Decoder<'_> {
             deadline: None,
         };
         if awaiting != Some(false)
-            && (connecting || in_flight > 0 || silent_ms.is_some_and(|ms| ms >= PEER_LOOK_AFTER_MS))
+            && (awaiting.is_none()
+                || connecting
+                || in_flight > 0
+                || silent_ms.is_some_and(|ms| ms >= PEER_LOOK_AFTER_MS))
         {
             link.peer_side = self.peer_side(inode);
         }
         if awaiting.is_none() && info.is_some() {
-            // A tie: awaiting only when the peer's side shows it has the request; unseen (a
-            // remote peer), the benefit of the doubt goes to a subscription.
-            link.awaiting = Some(!matches!(link.peer_side, PeerSide::Unknown));
+            // A tie: awaiting only when the peer's side shows it has the request and is not
+            // waiting for more from this client (then it is a keep-alive or a subscription);
+            // unseen (a remote peer), the benefit of the doubt goes to a subscription.
+            link.awaiting = Some(!matches!(
+                link.peer_side,
+                PeerSide::Unknown | PeerSide::Holding { .. }
+            ));
         }
         link
     }
