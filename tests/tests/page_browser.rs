@@ -83,10 +83,27 @@ for = "1s"
             .then_some(())
     });
 
-    // The same moment: /metrics just before and just after the browser read the page.
-    let before = metrics_by_key(&agent.metrics());
-    let dom = dump_dom(&agent.url("/"));
-    let after = metrics_by_key(&agent.metrics());
+    // The same moment: /metrics read every 100 ms while the browser loads the page. A value
+    // that did not move over all those reads must be on the page exactly; every series on the
+    // page must be on /metrics.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (dom, reads) = std::thread::scope(|s| {
+        let poller = s.spawn(|| {
+            let mut reads = vec![metrics_by_key(&agent.metrics())];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(100));
+                reads.push(metrics_by_key(&agent.metrics()));
+            }
+            reads.push(metrics_by_key(&agent.metrics()));
+            reads
+        });
+        std::thread::sleep(Duration::from_millis(150));
+        let dom = dump_dom(&agent.url("/"));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (dom, poller.join().unwrap())
+    });
+    assert!(reads.len() >= 4, "{} /metrics reads", reads.len());
+    let before = reads[0].clone();
     assert!(
         dom.console.is_empty(),
         "console messages: {:#?}",
@@ -98,14 +115,19 @@ for = "1s"
     let values = page_values(html);
     let mut compared = 0;
     for (key, shown) in &values {
-        let (a, b) = (before.get(key), after.get(key));
+        let seen: std::collections::BTreeSet<Option<&String>> =
+            reads.iter().map(|r| r.get(key)).collect();
         assert!(
-            a.is_some() || b.is_some(),
+            seen.iter().any(Option::is_some),
             "the page shows {key} = {shown}, which /metrics does not have"
         );
-        if a == b {
+        if seen.len() == 1 {
             compared += 1;
-            assert_eq!(Some(shown), a, "{key}: page {shown}, /metrics {a:?}");
+            assert_eq!(
+                Some(shown),
+                reads[0].get(key),
+                "{key}: page {shown}, /metrics {seen:?}"
+            );
         }
     }
     // The stable values the test is about are among them.

@@ -2,6 +2,7 @@
 //! tested and benchmarked without a server.
 
 use super::exposition::{Exposition, Sample, series_key};
+use super::history::{self, History};
 use crate::alerting::engine::ApiAlert;
 use crate::alerting::names;
 use crate::chart::{self, Chart, Unit, escape, format_value, utc_datetime};
@@ -23,6 +24,8 @@ pub struct PageInput<'a> {
     pub findings: &'a [Finding],
     pub trackers: &'a [TrackerView],
     pub caches: &'a [CacheView],
+    /// Minute means of the hours before the store's samples, if kept.
+    pub long: Option<&'a History>,
 }
 
 /// What the page shows of a tracker beyond its metrics.
@@ -64,7 +67,7 @@ h3{font-size:16px;margin:0 0 6px;display:flex;gap:8px;align-items:center;flex-wr
 .chip{padding:3px 10px;border-radius:999px;font-size:13px;font-weight:600;background:var(--line)}
 .ok{color:var(--ok);background:var(--okbg)}.bad{color:var(--bad);background:var(--badbg)}.warn{color:var(--warn);background:var(--warnbg)}
 .badge{padding:1px 8px;border-radius:4px;font-size:12px;font-weight:700;text-transform:uppercase;letter-spacing:.03em}
-.card{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:12px 14px;margin-bottom:12px}
+.card{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:12px 14px;margin-bottom:12px;overflow-x:auto}
 .card.firing{border-left:5px solid var(--bad)}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(560px,1fr));gap:12px}
 .cols{display:flex;flex-wrap:wrap;gap:14px;align-items:flex-start}
@@ -129,15 +132,26 @@ impl<'a> Page<'a> {
         self.input.metrics
     }
 
-    /// The history of a gauge from the series store, as (Unix seconds, value).
+    /// The history of a gauge as (Unix seconds, value): the minute means of the hours
+    /// before, then the series store's samples.
     fn history(&self, prom: &str, labels: &[(&str, &str)]) -> Vec<(f64, f64)> {
         let key = SeriesKey::new(store_name(prom), labels);
-        self.input
-            .series
-            .samples(&key)
+        let recent = self.input.series.samples(&key);
+        let first = recent.first().map_or(f32::MAX, |s| s.t);
+        let mut out: Vec<(f64, f64)> = self
+            .input
+            .long
+            .map(|h| h.before(&key, first))
+            .unwrap_or_default()
             .into_iter()
-            .map(|s| (self.offset + f64::from(s.t), f64::from(s.v)))
-            .collect()
+            .map(|(t, v)| (self.offset + f64::from(t), f64::from(v)))
+            .collect();
+        out.extend(
+            recent
+                .into_iter()
+                .map(|s| (self.offset + f64::from(s.t), f64::from(s.v))),
+        );
+        out
     }
 
     /// A value of `/metrics` as a span a test or script can read back.
@@ -185,6 +199,26 @@ impl<'a> Page<'a> {
             escape(&series_key(name, &labels_of(labels))),
             escape(name)
         );
+    }
+
+    /// A 0/1 gauge as a green or red badge (a dash when `/metrics` has no such series).
+    fn badge(&mut self, name: &str, labels: &[(&str, &str)], (yes, no): (&str, &str)) {
+        match self.m().get(name, labels) {
+            Some(s) => {
+                let (class, text) = if s.value >= 1.0 {
+                    ("ok", yes)
+                } else {
+                    ("bad", no)
+                };
+                w!(
+                    self.out,
+                    r#" <span class="badge {class}" data-metric="{}" data-value="{}">{text}</span>"#,
+                    escape(&series_key(name, &s.labels)),
+                    escape(&s.raw)
+                );
+            }
+            None => self.out.push_str(r#"<span class="empty">–</span>"#),
+        }
     }
 
     /// One row of a key/value table: the value now, a sparkline of its history, its series.
@@ -490,15 +524,19 @@ impl<'a> Page<'a> {
 
     /// How far back the charts reach, in words.
     fn span_text(&self) -> String {
+        let kept = if self.input.long.is_some() {
+            history::MINUTES as f64 * 60.0
+        } else {
+            0.0
+        };
         format_value(
-            f64::from(self.input.series.now()).min(86_400.0 * 365.0),
+            f64::from(self.input.series.now()).min(kept.max(600.0)),
             Unit::Seconds,
         )
     }
 
     fn service(&mut self, name: &str) {
         let l = [("service", name)];
-        let up = self.m().get("lookout_service_up", &l).map(|s| s.value);
         w!(
             self.out,
             r#"<article class="card" data-service="{}"><h3>{}"#,
@@ -509,10 +547,7 @@ impl<'a> Page<'a> {
             self.out
                 .push_str(r#" <span class="meta">(this agent)</span>"#);
         }
-        match up {
-            Some(v) if v >= 1.0 => self.out.push_str(r#" <span class="badge ok">up</span>"#),
-            _ => self.out.push_str(r#" <span class="badge bad">down</span>"#),
-        }
+        self.badge("lookout_service_up", &l, ("up", "down"));
         if let Some(init) = self.m().get("lookout_service_initializing_seconds", &l)
             && init.value > 0.0
         {
@@ -800,13 +835,7 @@ impl<'a> Page<'a> {
                 chart::sparkline(&mut self.out, &h, 120, 22, stale_at);
             }
             self.out.push_str("</td><td>");
-            match self.m().get("lookout_cache_blob_up", &l).map(|s| s.value) {
-                Some(v) if v >= 1.0 => self.out.push_str(r#"<span class="badge ok">up</span>"#),
-                Some(_) => self
-                    .out
-                    .push_str(r#"<span class="badge bad">failing</span>"#),
-                None => self.out.push_str("–"),
-            }
+            self.badge("lookout_cache_blob_up", &l, ("up", "failing"));
             self.out.push_str("</td><td>");
             let phases = self
                 .input
@@ -886,19 +915,14 @@ impl<'a> Page<'a> {
                 escape(name)
             );
             let view = self.input.trackers.iter().find(|t| &t.service == name);
-            let up = self.m().get("lookout_primary_up", &l).map(|s| s.value);
-            match (view.and_then(|v| v.primary.as_deref()), up) {
-                (Some(url), _) => {
-                    w!(
-                        self.out,
-                        r#"<span class="badge ok">known</span> <code class="primary">{}</code> <span class="meta">for {}</span>"#,
-                        escape(url),
-                        format_value(view.map_or(0.0, |v| v.since_secs), Unit::Seconds)
-                    );
-                }
-                (None, _) => self
-                    .out
-                    .push_str(r#"<span class="badge bad">none known</span>"#),
+            self.badge("lookout_primary_up", &l, ("known", "none known"));
+            if let Some(url) = view.and_then(|v| v.primary.as_deref()) {
+                w!(
+                    self.out,
+                    r#" <code class="primary">{}</code> <span class="meta">for {}</span>"#,
+                    escape(url),
+                    format_value(view.map_or(0.0, |v| v.since_secs), Unit::Seconds)
+                );
             }
             self.out.push_str(r#"</td><td class="num">"#);
             self.value_of("lookout_primary_generation", &l, Unit::Count);
@@ -976,13 +1000,13 @@ impl<'a> Page<'a> {
             .m()
             .all("lookout_anomaly_score")
             .iter()
-            .filter(|s| s.value.is_finite() && s.label("metric").is_some())
+            .filter(|s| s.value > 0.0 && s.label("metric").is_some())
             .collect();
         scores.sort_by(|a, b| b.value.total_cmp(&a.value));
         scores.truncate(TOP);
         if scores.is_empty() {
             self.out
-                .push_str(r#"<p class="empty">No series scored yet.</p>"#);
+                .push_str(r#"<p class="empty">No series scores above 0 now.</p>"#);
             self.out.push_str("</div></section>");
             return;
         }
@@ -1017,7 +1041,7 @@ impl<'a> Page<'a> {
                         .collect()
                 })
                 .unwrap_or_default();
-            let mut c = Chart::new(metric.clone(), Unit::Count)
+            let mut c = Chart::new(metric.clone(), unit_of(&metric))
                 .size(560, 170)
                 .line("value", values);
             c.zero = false;
@@ -1038,6 +1062,26 @@ impl<'a> Page<'a> {
             self.out.push_str("</div></div>");
         }
         self.out.push_str("</div></div></section>");
+    }
+}
+
+/// The unit of a series from its name's conventional suffix (OpenTelemetry and Prometheus
+/// naming): what an anomaly chart of an arbitrary series can know.
+fn unit_of(series: &str) -> Unit {
+    let name = series.split('{').next().unwrap_or(series);
+    if name.contains("bytes") {
+        Unit::Bytes
+    } else if name.starts_with("process_cpu_utilization") {
+        // The agent's per-service CPU is in cores (it can exceed 1), not a share.
+        Unit::Named("cores")
+    } else if name.ends_with("_seconds") || name.ends_with("_seconds_total") {
+        Unit::Seconds
+    } else if name.ends_with("utilization") || name.ends_with("_ratio") || name.ends_with("_rate") {
+        Unit::Percent
+    } else if name.contains("thread") {
+        Unit::Named("threads")
+    } else {
+        Unit::Count
     }
 }
 
@@ -1152,6 +1196,7 @@ lookout_anomaly_score{{metric="system_thread_count"}} 0.97
                 since_secs: 5.0,
             }],
             caches: &[],
+            long: None,
         });
         assert!(!html.contains(EVIL), "unescaped config text");
         assert!(!html.contains("web<1>"));
@@ -1210,6 +1255,7 @@ lookout_anomaly_score{{metric="system_thread_count"}} 0.97
             findings: &[],
             trackers: &[],
             caches: &[],
+            long: None,
         });
         assert!(html.contains("No alert is firing."));
         assert!(html.contains("No service is watched"));
