@@ -863,3 +863,183 @@ fn check_shape(name: &str, v: &Value, pid: i32) {
         (verdict != "ok").then_some(verdict)
     );
 }
+
+/// The first user report of issue 13: a PostgreSQL client waiting on a lock another session
+/// holds. A private cluster (initdb into a temp dir, run as the `postgres` user, as PostgreSQL
+/// refuses root); the peer's side is the evidence: the backend read the query and waits on
+/// the lock, not on the client's connection.
+#[test]
+fn a_postgresql_client_waiting_on_a_lock_is_missing_a_timeout() {
+    use std::io::Write;
+    let bindir = Path::new("/usr/lib/postgresql")
+        .read_dir()
+        .expect("PostgreSQL (the lead's setup installs postgresql)")
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .find(|b| b.join("initdb").exists())
+        .expect("a PostgreSQL initdb");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("pg");
+    std::fs::create_dir(&dir).unwrap();
+    let as_pg = |prog: &str| {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(bindir.join(prog));
+        c
+    };
+    let chown = Command::new("chown")
+        .args(["postgres"])
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let data = dir.join("data");
+    let out = as_pg("initdb")
+        .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "initdb: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let port = free_port();
+    let opts = format!(
+        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+        dir.display()
+    );
+    let st = as_pg("pg_ctl")
+        .args(["-w", "-l"])
+        .arg(dir.join("log"))
+        .args(["-o", &opts, "-D"])
+        .arg(&data)
+        .arg("start")
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "pg_ctl start");
+    struct Stop(Box<dyn Fn()>);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            (self.0)()
+        }
+    }
+    let stop_cmd = {
+        let data = data.clone();
+        let pg_ctl = bindir.join("pg_ctl");
+        move || {
+            let _ = Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(&pg_ctl)
+                .args(["-m", "immediate", "-D"])
+                .arg(&data)
+                .arg("stop")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    };
+    let _stop = Stop(Box::new(stop_cmd));
+    let psql = |extra: &[&str]| {
+        let mut c = command(
+            "psql",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-U",
+                "postgres",
+                "-q",
+            ],
+        );
+        c.args(extra);
+        c
+    };
+    // The holder: a session idle in a transaction that locked the table.
+    let mut holder_cmd = psql(&[]);
+    holder_cmd.stdin(Stdio::piped());
+    let mut holder = start(holder_cmd);
+    let mut stdin = holder.0.stdin.take().unwrap();
+    stdin
+        .write_all(b"CREATE TABLE t(x int); BEGIN; LOCK TABLE t; SELECT 1;\n")
+        .unwrap();
+    stdin.flush().unwrap();
+    // Until the lock is held, a waiter would not wait on it.
+    lookout_e2e::wait_for("the holder's lock", Duration::from_secs(20), || {
+        let out = psql(&[
+            "-tAc",
+            "SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock' AND granted \
+             AND relation = 't'::regclass",
+        ])
+        .stdout(Stdio::piped())
+        .output()
+        .ok()?;
+        (String::from_utf8_lossy(&out.stdout).trim() == "1").then_some(())
+    });
+    let waiter = start(psql(&["-c", "SELECT count(*) FROM t"]));
+    let began = Instant::now();
+    let postmaster: i32 = std::fs::read_to_string(data.join("postmaster.pid"))
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let cases = [
+        (
+            "psql SELECT waiting on a table lock",
+            "missing_timeout",
+            waiter.pid(),
+        ),
+        (
+            "psql holding the lock, idle in transaction",
+            "ok",
+            holder.pid(),
+        ),
+        ("postgres postmaster idle", "ok", postmaster),
+    ];
+    std::thread::sleep((began + DELAY).saturating_duration_since(Instant::now()));
+    let running: Vec<_> = cases
+        .iter()
+        .map(|(_, _, pid)| {
+            let mut cmd = Command::new(lookout_bin());
+            cmd.args(["diagnose", &pid.to_string(), "--json", "--seconds"])
+                .arg(SECONDS.to_string());
+            std::thread::spawn(move || cmd.output().unwrap())
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for ((name, expect, pid), h) in cases.iter().zip(running) {
+        let out = h.join().unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        check_shape(name, &v, *pid);
+        let verdict = v["verdict"].as_str().unwrap();
+        println!(
+            "{name:<50} {expect:<18} {verdict:<18} {}",
+            v["findings"][0]["evidence"]["peer_side"]
+        );
+        if verdict != *expect {
+            failures.push(format!("{name}: expected {expect}, got {verdict}: {v}"));
+        }
+        if *expect == "missing_timeout" {
+            let side = v["findings"][0]["evidence"]["peer_side"]
+                .as_str()
+                .unwrap_or("");
+            assert!(side.contains("busy elsewhere"), "{name}: {v}");
+        }
+    }
+    drop(stdin);
+    drop(waiter);
+    drop(holder);
+    assert!(
+        failures.is_empty(),
+        "misclassified:\n{}",
+        failures.join("\n")
+    );
+}

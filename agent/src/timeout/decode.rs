@@ -118,6 +118,8 @@ pub struct Decoder<'a> {
 /// A client must have awaited its peer this long before the peer's side is looked at (it
 /// costs a scan of /proc the first time): a request answered within it is the normal case.
 const PEER_LOOK_AFTER_MS: u32 = 1000;
+/// TCP_INFO's last-data times tick in jiffies: closer than this, who spoke last is unknown.
+const TIE_MS: u32 = 12;
 
 /// Client sockets asked per decoded call.
 pub const SOCKET_INFO_BUDGET: usize = 16;
@@ -304,11 +306,15 @@ impl Decoder<'_> {
             Some(((received, _), (last_recv, last_sent))) => {
                 // Never answered, or sent again since the last answer: awaiting. The silence
                 // that counts starts at the client's last word (a keep-alive connection
-                // silent for minutes has only had since the new request to answer).
-                let awaiting = received == 0 || last_sent < last_recv;
+                // silent for minutes has only had since the new request to answer). Both
+                // within a few ms (the counters tick in jiffies): a request sent right after
+                // the handshake's last answer (psql -c) or one answered at once (SUBSCRIBE)
+                // look alike; the peer's side decides below.
+                let tie = received > 0 && last_sent.abs_diff(last_recv) <= TIE_MS;
+                let awaiting = received == 0 || last_sent + TIE_MS < last_recv;
                 (
-                    Some(awaiting),
-                    Some(if awaiting {
+                    (!tie).then_some(awaiting),
+                    Some(if awaiting || tie {
                         last_sent.min(last_recv)
                     } else {
                         last_recv
@@ -325,9 +331,21 @@ impl Decoder<'_> {
             deadline: None,
         };
         if awaiting != Some(false)
-            && (connecting || in_flight > 0 || silent_ms.is_some_and(|ms| ms >= PEER_LOOK_AFTER_MS))
+            && (awaiting.is_none()
+                || connecting
+                || in_flight > 0
+                || silent_ms.is_some_and(|ms| ms >= PEER_LOOK_AFTER_MS))
         {
             link.peer_side = self.peer_side(inode);
+        }
+        if awaiting.is_none() && info.is_some() {
+            // A tie: awaiting only when the peer's side shows it has the request and is not
+            // waiting for more from this client (then it is a keep-alive or a subscription);
+            // unseen (a remote peer), the benefit of the doubt goes to a subscription.
+            link.awaiting = Some(!matches!(
+                link.peer_side,
+                PeerSide::Unknown | PeerSide::Holding { .. }
+            ));
         }
         link
     }

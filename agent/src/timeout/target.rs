@@ -351,16 +351,35 @@ pub fn is_stopped(pid: i32) -> bool {
 }
 
 /// Whether a thread of `pid` is blocked waiting on its descriptor `fd`: reading it, or in a
-/// poll/select/epoll whose set holds it.
+/// poll/select/epoll whose set holds it. An event loop caught running (serving another
+/// client) is looked at again a few times before the answer is no.
 pub fn waits_on_fd(pid: i32, fd: i32) -> bool {
+    for attempt in 0..4 {
+        match waits_on_fd_once(pid, fd) {
+            Some(found) => return found,
+            None if attempt < 3 => std::thread::sleep(std::time::Duration::from_millis(3)),
+            None => {}
+        }
+    }
+    false
+}
+
+/// `Some(true)`: a thread waits on it; `Some(false)`: every thread sleeps elsewhere; `None`: a
+/// thread was running, the answer is open.
+fn waits_on_fd_once(pid: i32, fd: i32) -> Option<bool> {
+    let mut running = false;
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return false;
+        return Some(false);
     };
     let mut epolls: HashMap<i32, bool> = HashMap::new();
     for t in tasks.flatten() {
         let Ok(line) = std::fs::read_to_string(t.path().join("syscall")) else {
             continue;
         };
+        if line.starts_with("running") {
+            running = true;
+            continue;
+        }
         let mut it = line.split_whitespace();
         let Some(nr) = it.next().and_then(|n| n.parse::<i64>().ok()) else {
             continue;
@@ -401,10 +420,10 @@ pub fn waits_on_fd(pid: i32, fd: i32) -> bool {
             _ => false,
         };
         if hit {
-            return true;
+            return Some(true);
         }
     }
-    false
+    (!running).then_some(false)
 }
 
 /// The holder of the file lock a blocked flock/fcntl waits for on `fd`: `pid N (comm)`.

@@ -148,6 +148,8 @@ struct Stall {
     silent_since: Option<f64>,
     /// The latest evidence of the awaited connection.
     link: Option<Link>,
+    /// The peer's side when it was seen holding the request (sticky for the stall).
+    held: Option<PeerSide>,
 }
 
 impl Stall {
@@ -178,6 +180,7 @@ impl Stall {
             max_finite: None,
             silent_since: None,
             link: None,
+            held: None,
         };
         s.note_timeout(&call.timeout);
         s.note_call(call, at);
@@ -218,6 +221,11 @@ impl Stall {
             }
         }
         if let Some(l) = best {
+            // A peer once seen waiting on this connection holds the request on purpose; an
+            // event-loop peer caught serving someone else a moment later is still that.
+            if matches!(l.peer_side, PeerSide::Holding { .. }) {
+                self.held = Some(l.peer_side.clone());
+            }
             self.link = Some(l.clone());
         }
     }
@@ -454,11 +462,13 @@ impl ProcessDetector {
         let max = self.cfg.max_timeout;
         let waiting_now = stall.last_waiting_at >= now;
         let silent = stall.silent_for(now);
-        let peer_side = stall
-            .link
-            .as_ref()
-            .map(|l| l.peer_side.clone())
-            .unwrap_or_default();
+        let peer_side = stall.held.clone().unwrap_or_else(|| {
+            stall
+                .link
+                .as_ref()
+                .map(|l| l.peer_side.clone())
+                .unwrap_or_default()
+        });
         let (governing, source) = Self::governing_timeout(stall, now);
         let evidence = |source: TimeoutSource| Evidence {
             timeout_source: source,
@@ -521,7 +531,13 @@ impl ProcessDetector {
         }
         let is_lock = stall.key.contains(" held by ");
         let seen = peer_side_text(&peer_side);
-        // A known finite timeout above the maximum: too large at once, whatever the peer does.
+        // A peer that read the request and waits on this very connection holds the client on
+        // purpose (a broker's blocking pop, a long poll): waiting is the
+        // protocol, whatever timeout the client gives it.
+        if matches!(peer_side, PeerSide::Holding { .. }) {
+            return None;
+        }
+        // A known finite timeout above the maximum: too large at once.
         if let Timeout::Finite(t) = governing
             && t > max
         {
@@ -552,11 +568,6 @@ impl ProcessDetector {
                     format_seconds(max)
                 ),
             ));
-        }
-        // A peer that read the request and waits on this very connection holds the client on
-        // purpose (a broker's blocking pop, a long poll): waiting is the protocol.
-        if matches!(peer_side, PeerSide::Holding { .. }) {
-            return None;
         }
         let quiet = self.baseline.threshold(
             &stall.first_syscall,
@@ -793,7 +804,11 @@ impl ProcessDetector {
         let stall = stall.expect("checked above");
         let now = self.last_at;
         let (timeout, source) = Self::governing_timeout(stall, now);
-        if let Some(PeerSide::Holding { process }) = stall.link.as_ref().map(|l| &l.peer_side) {
+        if let Some(PeerSide::Holding { process }) = stall
+            .held
+            .as_ref()
+            .or(stall.link.as_ref().map(|l| &l.peer_side))
+        {
             return format!(
                 "the peer ({process}) read the request and holds it on purpose (blocking pop, \
                  long poll, stream)"

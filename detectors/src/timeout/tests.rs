@@ -427,3 +427,169 @@ fn bytes_arriving_on_the_same_connection_are_progress() {
     });
     assert!(det.suspects().is_empty(), "{:?}", det.suspects());
 }
+
+fn linked(inode: u64, peer: &str, link: Link) -> Party {
+    Party::Socket {
+        inode,
+        role: Role::Client,
+        state: "ESTABLISHED".into(),
+        peer: Some(peer.into()),
+        bytes: Some((0, 4)),
+        link: Some(link),
+    }
+}
+
+fn awaiting(silent: f64, peer_side: PeerSide) -> Link {
+    Link {
+        silent: Some(silent),
+        awaiting: Some(true),
+        in_flight: Some(0),
+        peer_side,
+        deadline: None,
+    }
+}
+
+/// One sample of one thread in `c`, at 100 s.
+fn once(det: &mut ProcessDetector, c: &Call) -> Vec<Suspect> {
+    det.observe(&ProcessSample {
+        at: 100.0,
+        threads: vec![thread(1, ThreadState::Blocked(c.clone()), 1, (0, 4))],
+    });
+    det.suspects()
+}
+
+#[test]
+fn the_peers_silence_from_the_connection_decides_at_the_first_sample() {
+    // quiet period 2 s: a peer silent 10 s by the connection's own counters is enough,
+    // without watching the thread for any time.
+    let unread = PeerSide::Unread {
+        process: "srv pid 9".into(),
+        queued: 4,
+    };
+    let c = call(
+        "recvfrom",
+        Timeout::Infinite,
+        vec![linked(7, "127.0.0.1:80", awaiting(10.0, unread))],
+    );
+    let s = once(&mut ProcessDetector::new(cfg()), &c);
+    assert_eq!(s.len(), 1, "{s:?}");
+    assert_eq!(s[0].verdict, Verdict::MissingTimeout);
+    assert_eq!(s[0].confidence, Confidence::High);
+    assert!((s[0].evidence.silent_seconds - 10.0).abs() < 1e-9);
+    assert!(
+        s[0].detail.contains("has not read the request"),
+        "{}",
+        s[0].detail
+    );
+    // Silent 1 s only: not yet, however the thread got there.
+    let c = call(
+        "recvfrom",
+        Timeout::Infinite,
+        vec![linked(7, "127.0.0.1:80", awaiting(1.0, PeerSide::Unknown))],
+    );
+    assert!(once(&mut ProcessDetector::new(cfg()), &c).is_empty());
+    // A remote peer (its side unseen) is still flagged, less surely.
+    let c = call(
+        "recvfrom",
+        Timeout::Infinite,
+        vec![linked(7, "10.0.0.1:80", awaiting(10.0, PeerSide::Unknown))],
+    );
+    assert_eq!(
+        once(&mut ProcessDetector::new(cfg()), &c)[0].confidence,
+        Confidence::Medium
+    );
+}
+
+#[test]
+fn a_peer_that_holds_the_request_on_purpose_or_an_idle_connection_is_ok() {
+    let held = call(
+        "recvfrom",
+        Timeout::Infinite,
+        vec![linked(
+            7,
+            "127.0.0.1:6379",
+            awaiting(
+                30.0,
+                PeerSide::Holding {
+                    process: "redis-server pid 5".into(),
+                },
+            ),
+        )],
+    );
+    let idle = call(
+        "epoll_wait",
+        Timeout::Infinite,
+        vec![linked(
+            8,
+            "127.0.0.1:80",
+            Link {
+                silent: Some(30.0),
+                awaiting: Some(false),
+                ..Link::default()
+            },
+        )],
+    );
+    let mut det = ProcessDetector::new(cfg());
+    let sample = |at| ProcessSample {
+        at,
+        threads: vec![
+            thread(1, ThreadState::Blocked(held.clone()), 1, (0, 4)),
+            thread(2, ThreadState::Blocked(idle.clone()), 1, (0, 4)),
+        ],
+    };
+    for i in 0..50 {
+        det.observe(&sample(100.0 + f64::from(i) * 0.1));
+    }
+    assert!(det.suspects().is_empty(), "{:?}", det.suspects());
+    let waits = det.explain(&sample(104.9));
+    assert_eq!(waits.len(), 2);
+    assert!(waits.iter().all(|w| w.verdict == Verdict::Ok));
+    assert!(
+        waits[0].note.contains("holds it on purpose"),
+        "{:?}",
+        waits[0]
+    );
+    assert!(waits[1].note.contains("connection idle"), "{:?}", waits[1]);
+}
+
+#[test]
+fn a_known_timeout_above_the_maximum_is_too_large_at_once() {
+    let c = call(
+        "poll",
+        Timeout::Finite(600.0),
+        vec![linked(7, "127.0.0.1:80", awaiting(0.1, PeerSide::Unknown))],
+    );
+    let s = once(&mut ProcessDetector::new(cfg()), &c);
+    assert_eq!(s[0].verdict, Verdict::TooLargeTimeout);
+    assert_eq!(s[0].confidence, Confidence::High);
+    // An event loop's next timer says less about the request than the wait's own argument.
+    let mut c = c;
+    c.timeout_source = TimeoutSource::EventLoopTimer;
+    assert_eq!(
+        once(&mut ProcessDetector::new(cfg()), &c)[0].confidence,
+        Confidence::Medium
+    );
+}
+
+#[test]
+fn a_runtime_deadline_governs_over_the_event_loops_timer() {
+    // Go: the netpoller sleeps until an unrelated 30 s timer; the connection has no deadline.
+    let mut link = awaiting(10.0, PeerSide::Unknown);
+    link.deadline = Some(Timeout::Infinite);
+    let mut c = call(
+        "epoll_pwait",
+        Timeout::Finite(30.0),
+        vec![linked(7, "127.0.0.1:80", link.clone())],
+    );
+    c.timeout_source = TimeoutSource::EventLoopTimer;
+    let s = once(&mut ProcessDetector::new(cfg()), &c);
+    assert_eq!(s[0].verdict, Verdict::MissingTimeout, "{s:?}");
+    assert_eq!(s[0].evidence.timeout_source, TimeoutSource::RuntimeDeadline);
+    // A 10-minute read deadline: too large, at once.
+    link.deadline = Some(Timeout::Finite(590.0));
+    link.silent = Some(0.5);
+    c.parties = vec![linked(7, "127.0.0.1:80", link)];
+    let s = once(&mut ProcessDetector::new(cfg()), &c);
+    assert_eq!(s[0].verdict, Verdict::TooLargeTimeout, "{s:?}");
+    assert_eq!(s[0].confidence, Confidence::High);
+}
