@@ -23,6 +23,8 @@ use tokio::task::JoinSet;
 pub struct Components {
     pub caches: ArcSwap<BTreeMap<String, Arc<crate::cache::Cache>>>,
     pub trackers: ArcSwap<BTreeMap<String, Arc<crate::tracker::Tracker>>>,
+    /// What the proxy lets through, per tracker (stored before `trackers`).
+    pub proxy_policies: ArcSwap<BTreeMap<String, Arc<tracker::ProxyPolicy>>>,
     pub alerts: Arc<crate::alerting::AlertsView>,
 }
 
