@@ -9,190 +9,14 @@
 //! only 4 s ahead and a missing re-send would show as a resolution), `keep_firing_for = "1s"`,
 //! and an Alertmanager outage of a full minute, as on-call would see one.
 
+use lookout_e2e::alertmanager::{Alertmanager, Receiver, Sleeper, label, stuck_service};
 use lookout_e2e::{Agent, free_port, http_get, metric_value, wait_for};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Webhook payloads received, with the path they were posted to (`/page` or `/ticket`).
-#[derive(Clone, Default)]
-struct Receiver {
-    got: Arc<Mutex<Vec<(String, Value)>>>,
-    port: u16,
-}
-
-impl Receiver {
-    fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let r = Receiver {
-            got: Arc::default(),
-            port: listener.local_addr().unwrap().port(),
-        };
-        let got = r.got.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let got = got.clone();
-                std::thread::spawn(move || {
-                    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-                    let mut reader = BufReader::new(stream.try_clone().unwrap());
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).is_err() {
-                        return;
-                    }
-                    let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
-                    let mut len = 0usize;
-                    loop {
-                        let mut h = String::new();
-                        if reader.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
-                            break;
-                        }
-                        if let Some((k, v)) = h.split_once(':')
-                            && k.eq_ignore_ascii_case("content-length")
-                        {
-                            len = v.trim().parse().unwrap_or(0);
-                        }
-                    }
-                    let mut body = vec![0; len];
-                    if reader.read_exact(&mut body).is_ok()
-                        && let Ok(v) = serde_json::from_slice::<Value>(&body)
-                    {
-                        got.lock().unwrap().push((path, v));
-                    }
-                    let _ = stream.write_all(
-                        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                    );
-                });
-            }
-        });
-        r
-    }
-
-    fn payloads(&self) -> Vec<(String, Value)> {
-        self.got.lock().unwrap().clone()
-    }
-
-    /// Every (path, status, alert) received so far.
-    fn alerts(&self) -> Vec<(String, String, Value)> {
-        let mut out = Vec::new();
-        for (path, p) in self.payloads() {
-            for a in p["alerts"].as_array().cloned().unwrap_or_default() {
-                out.push((
-                    path.clone(),
-                    a["status"].as_str().unwrap_or("").to_string(),
-                    a,
-                ));
-            }
-        }
-        out
-    }
-}
-
-fn label<'a>(a: &'a Value, k: &str) -> &'a str {
-    a["labels"][k].as_str().unwrap_or("")
-}
-
-/// A private Alertmanager routing severity=page to `/page` and the rest to `/ticket`.
-struct Alertmanager {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Alertmanager {
-    fn start(port: u16, receiver: u16) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let config = format!(
-            r#"route:
-  receiver: ticket
-  group_by: [alertname, host]
-  group_wait: 1s
-  group_interval: 1s
-  repeat_interval: 1h
-  routes:
-    - matchers: ['severity="page"']
-      receiver: page
-receivers:
-  - name: page
-    webhook_configs: [{{url: "http://127.0.0.1:{receiver}/page", send_resolved: true}}]
-  - name: ticket
-    webhook_configs: [{{url: "http://127.0.0.1:{receiver}/ticket", send_resolved: true}}]
-"#
-        );
-        let config_path = dir.path().join("am.yml");
-        std::fs::write(&config_path, config).unwrap();
-        let log = std::fs::File::create(dir.path().join("am.log")).unwrap();
-        let child = Command::new("prometheus-alertmanager")
-            .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!(
-                "--storage.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--cluster.listen-address=")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("prometheus-alertmanager (tests/setup/servers.sh installs it)");
-        let am = Alertmanager {
-            child,
-            port,
-            _dir: dir,
-        };
-        wait_for("Alertmanager ready", Duration::from_secs(30), || {
-            matches!(http_get(&am.url("/-/ready")), Some((200, _))).then_some(())
-        });
-        am
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{}", self.port, path)
-    }
-
-    fn alerts(&self) -> Vec<Value> {
-        http_get(&self.url("/api/v2/alerts"))
-            .and_then(|(_, b)| serde_json::from_str::<Vec<Value>>(&b).ok())
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for Alertmanager {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A `sleep` process the agent watches by its unique command line; killed on drop.
-struct Sleeper(Child);
-
-impl Sleeper {
-    fn start(tag: &str) -> (Self, String) {
-        let arg = format!("3600.{tag}{}", std::process::id());
-        let child = Command::new("sleep").arg(&arg).spawn().unwrap();
-        (
-            Sleeper(child),
-            format!("^sleep {}$", arg.replace('.', "\\\\.")),
-        )
-    }
-}
-
-impl Drop for Sleeper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn service(name: &str, cmdline: &str, extra: &str) -> String {
-    format!(
-        "[[service]]\nname = \"{name}\"\nmatch = {{ cmdline = \"{cmdline}\" }}\nready = {{ exec = [\"false\"] }}\ncold_start_budget = \"2s\"\n{extra}\n"
-    )
+    stuck_service(name, cmdline, extra)
 }
 
 fn alerts_section(am_port: u16) -> String {
@@ -277,17 +101,17 @@ fn fire_resend_group_route_and_resolve_through_alertmanager() {
 
     // Routing: the ticket goes to the other receiver.
     wait_for("ticket routed to /ticket", Duration::from_secs(20), || {
-        receiver.alerts().into_iter().find(|(path, _, a)| {
-            path == "/ticket"
-                && label(a, "alertname") == "ThreadCountAboveExpected"
-                && label(a, "service") == "stuck-a"
+        receiver.alerts().into_iter().find(|r| {
+            r.path == "/ticket"
+                && r.label("alertname") == "ThreadCountAboveExpected"
+                && r.label("service") == "stuck-a"
         })
     });
     assert!(
         !receiver
             .alerts()
             .iter()
-            .any(|(path, _, a)| path == "/page" && label(a, "severity") == "ticket")
+            .any(|r| r.path == "/page" && r.label("severity") == "ticket")
     );
 
     // Re-send: with endsAt only 4 s ahead, the alerts stay firing at Alertmanager for 10 s
@@ -305,10 +129,7 @@ fn fire_resend_group_route_and_resolve_through_alertmanager() {
     let later_ends = ends_of("stuck-b").expect("still active at Alertmanager after 10 s");
     assert!(later_ends > first_ends, "{later_ends} !> {first_ends}");
     assert!(
-        !receiver
-            .alerts()
-            .iter()
-            .any(|(_, status, _)| status == "resolved"),
+        !receiver.alerts().iter().any(|r| r.status == "resolved"),
         "nothing resolved while the conditions hold"
     );
     assert!(
@@ -336,12 +157,14 @@ fn fire_resend_group_route_and_resolve_through_alertmanager() {
         "stuck-a resolved at the receiver",
         Duration::from_secs(30),
         || {
-            receiver.alerts().into_iter().find(|(path, status, a)| {
-                path == "/page" && status == "resolved" && label(a, "service") == "stuck-a"
+            receiver.alerts().into_iter().find(|r| {
+                r.path == "/page" && r.status == "resolved" && r.label("service") == "stuck-a"
             })
         },
     );
-    assert!(resolved.2["endsAt"].as_str().unwrap() > resolved.2["startsAt"].as_str().unwrap());
+    assert!(
+        resolved.alert["endsAt"].as_str().unwrap() > resolved.alert["startsAt"].as_str().unwrap()
+    );
     let active = agent_alerts(&agent);
     assert!(
         !active.iter().any(|x| label(x, "service") == "stuck-a"
@@ -361,16 +184,17 @@ fn restart(agent: Agent) -> Agent {
     Agent::spawn(dir, port, config_path, &[])
 }
 
+/// Notices waiting in the spool: one file per alert in each Alertmanager's directory.
 fn spool_files(data_dir: &Path) -> usize {
-    std::fs::read_dir(data_dir.join("alerts/spool"))
-        .map(|d| {
-            d.filter(|e| {
-                e.as_ref()
-                    .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "json"))
-            })
-            .count()
-        })
-        .unwrap_or(0)
+    let Ok(queues) = std::fs::read_dir(data_dir.join("alerts/spool")) else {
+        return 0;
+    };
+    queues
+        .flatten()
+        .filter(|q| q.path().is_dir())
+        .flat_map(|q| std::fs::read_dir(q.path()).into_iter().flatten().flatten())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .count()
 }
 
 #[test]
@@ -430,6 +254,16 @@ fn alerts_wait_on_disk_through_an_outage_and_an_agent_restart() {
         spool_files(&data_dir)
     );
 
+    let starts_before: Vec<(String, String, String)> = agent_alerts(&agent)
+        .iter()
+        .map(|x| {
+            (
+                label(x, "alertname").to_string(),
+                label(x, "service").to_string(),
+                x["startsAt"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
     let agent = restart(agent);
     agent.wait_ready(Duration::from_secs(30));
     if let Some(rest) = OUTAGE.checked_sub(outage_start.elapsed()) {
@@ -447,11 +281,11 @@ fn alerts_wait_on_disk_through_an_outage_and_an_agent_restart() {
         || {
             let got = receiver.alerts();
             let has = |path: &str, name: &str, svc: &str, status: &str| {
-                got.iter().any(|(p, s, a)| {
-                    p == path
-                        && s == status
-                        && label(a, "alertname") == name
-                        && label(a, "service") == svc
+                got.iter().any(|r| {
+                    r.path == path
+                        && r.status == status
+                        && r.label("alertname") == name
+                        && r.label("service") == svc
                 })
             };
             (has("/page", "ServiceStuckInitializing", "down-a", "firing")
@@ -469,6 +303,36 @@ fn alerts_wait_on_disk_through_an_outage_and_an_agent_restart() {
     );
     // Had the resolution overtaken the firing, Alertmanager would hold down-c as active.
     assert!(!am.alerts().iter().any(|x| label(x, "service") == "down-c"));
+    // Nothing duplicated beyond re-sends: each alert reached Alertmanager as one alert with
+    // the startsAt it had before the SIGKILL (the restarted agent continued it), and none
+    // fired again after its resolution.
+    for (name, svc, starts) in &starts_before {
+        let held = am
+            .alerts()
+            .into_iter()
+            .find(|x| label(x, "alertname") == name && label(x, "service") == svc)
+            .unwrap_or_else(|| panic!("{name}/{svc} not at Alertmanager"));
+        assert_eq!(
+            held["startsAt"].as_str().unwrap()[..19],
+            starts[..19],
+            "{name}/{svc}"
+        );
+    }
+    let mut resolved_seen = std::collections::BTreeSet::new();
+    for r in receiver.alerts() {
+        let id = (
+            r.label("alertname").to_string(),
+            r.label("service").to_string(),
+        );
+        if r.status == "resolved" {
+            resolved_seen.insert(id);
+        } else {
+            assert!(
+                !resolved_seen.contains(&id),
+                "{id:?} fired again after its resolution"
+            );
+        }
+    }
     wait_for("spool drained", Duration::from_secs(20), || {
         (metric(&agent, "lookout_alert_spool_depth", &[]) == 0.0 && spool_files(&data_dir) == 0)
             .then_some(())

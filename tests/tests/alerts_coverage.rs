@@ -39,7 +39,7 @@ fn names() -> Vec<(String, String)> {
 #[test]
 fn the_contract_names_are_all_there() {
     let names: Vec<String> = names().into_iter().map(|(_, n)| n).collect();
-    assert_eq!(names.len(), 18, "{names:?}");
+    assert_eq!(names.len(), 19, "{names:?}");
     assert!(names.contains(&"LookoutAgentDown".to_string()));
 }
 

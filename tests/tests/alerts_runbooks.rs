@@ -31,7 +31,7 @@ fn every_runbook_link_answers_200_with_its_guide() {
     let agent = Agent::start("");
     agent.wait_ready(Duration::from_secs(30));
     let names = alert_names();
-    assert_eq!(names.len(), 18);
+    assert_eq!(names.len(), 19);
     for name in &names {
         let (status, body) = agent.get(&format!("/runbooks/{name}")).unwrap();
         assert_eq!(status, 200, "{name}");
@@ -98,4 +98,177 @@ fn runbook_url_follows_runbook_base_url() {
     assert_eq!(alert["labels"]["host"], "test-host");
     assert_eq!(alert["status"]["state"], "active");
     assert!(alert["startsAt"].as_str().unwrap() < alert["endsAt"].as_str().unwrap());
+}
+
+/// The runbook link of every central rule: the central base (the `url` label of
+/// `lookout_runbook_base_url`), else another agent that is up, else the instance itself —
+/// the same template for all, ending in the rule's own alert name.
+fn central_runbook_url(name: &str) -> String {
+    format!(
+        r#"runbook_url: '{{{{ with query "lookout_runbook_base_url{{url!=\"\"}}" }}}}{{{{ . | first | label "url" }}}}{{{{ else }}}}{{{{ with printf "up{{job=\"lookout\",instance!=\"%s\"}} == 1" $labels.instance | query }}}}http://{{{{ . | sortByLabel "instance" | first | label "instance" }}}}/runbooks/{{{{ else }}}}http://{{{{ $labels.instance }}}}/runbooks/{{{{ end }}}}{{{{ end }}}}{name}'"#
+    )
+}
+
+#[test]
+fn every_runbook_link_in_rules_and_dashboards_goes_through_the_central_base() {
+    let names = alert_names();
+    let mut problems = Vec::new();
+
+    // Central rules: each alert's runbook_url is the shared template with its own name.
+    let rules = std::fs::read_to_string(repo_root().join("alerts/lookout.rules.yml")).unwrap();
+    let mut current: Option<String> = None;
+    let mut alerts = 0;
+    for line in rules.lines() {
+        let t = line.trim();
+        if let Some(name) = t.strip_prefix("- alert: ") {
+            current = Some(name.to_string());
+            alerts += 1;
+        } else if t.starts_with("- record: ") {
+            current = None;
+        } else if t.starts_with("runbook_url:") {
+            match &current {
+                Some(name) if t == central_runbook_url(name) => {}
+                Some(name) => problems.push(format!("lookout.rules.yml {name}: {t}")),
+                None => problems.push(format!(
+                    "lookout.rules.yml: runbook_url outside an alert: {t}"
+                )),
+            }
+            if let Some(name) = &current
+                && !names.contains(name)
+            {
+                problems.push(format!("lookout.rules.yml: {name} is not an alert name"));
+            }
+        }
+    }
+    assert!(
+        alerts >= 19,
+        "only {alerts} alerts read from lookout.rules.yml"
+    );
+    assert_eq!(
+        rules.matches("runbook_url:").count(),
+        alerts,
+        "every central alert has exactly one runbook_url"
+    );
+    assert!(!rules.contains("example.invalid"));
+    assert!(rules.contains("- record: lookout_runbook_base_url"));
+
+    // Dashboards: `${runbook_base}/runbooks/<AlertName>` (or the row's/series' alertname),
+    // the same layout as the agent and the built site.
+    let mut links = 0;
+    for entry in std::fs::read_dir(repo_root().join("dashboards")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (i, _) in text.match_indices("\"url\": \"") {
+            let start = i + "\"url\": \"".len();
+            let end = start + text[start..].find('"').unwrap();
+            let url = &text[start..end];
+            if !url.contains("runbooks") {
+                continue;
+            }
+            links += 1;
+            let Some(name) = url.strip_prefix("${runbook_base}/runbooks/") else {
+                problems.push(format!("{}: {url}", path.display()));
+                continue;
+            };
+            if !(names.iter().any(|n| n == name) || name.starts_with("${__")) {
+                problems.push(format!(
+                    "{}: link to unknown runbook {name}",
+                    path.display()
+                ));
+            }
+        }
+    }
+    assert!(links > 20, "only {links} dashboard runbook links found");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// A static file server (Python's http.server) over `dir`; killed on drop.
+struct StaticSite {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl StaticSite {
+    fn serve(dir: &std::path::Path) -> Self {
+        let port = lookout_e2e::free_port();
+        let child = std::process::Command::new("python3")
+            .args(["-m", "http.server", "--bind", "127.0.0.1"])
+            .arg(port.to_string())
+            .arg("--directory")
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3");
+        let site = StaticSite { child, port };
+        wait_for("static site up", Duration::from_secs(20), || {
+            lookout_e2e::http_get(&site.url("/runbooks/")).filter(|(s, _)| *s == 200)
+        });
+        site
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for StaticSite {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn runbook_links_work_while_the_agent_is_down() {
+    // The central site, built from alerts/runbooks/ by the shipped script.
+    let out = tempfile::tempdir().unwrap();
+    let built = std::process::Command::new(repo_root().join("alerts/build-runbook-site.sh"))
+        .arg(out.path())
+        .status()
+        .unwrap();
+    assert!(built.success());
+    let site = StaticSite::serve(out.path());
+    for name in alert_names() {
+        let (status, body) = lookout_e2e::http_get(&site.url(&format!("/runbooks/{name}")))
+            .unwrap_or_else(|| panic!("{name}: no answer"));
+        assert_eq!(status, 200, "{name}");
+        assert!(body.contains(&format!("# {name}")), "{name}: {body:.200}");
+    }
+
+    let mut sleeper = std::process::Command::new("sleep")
+        .arg(format!("3600.8{}", std::process::id()))
+        .spawn()
+        .unwrap();
+    let config = format!(
+        "[[service]]\nname = \"stuck\"\nmatch = {{ cmdline = \"^sleep 3600\\\\.8{}$\" }}\nready = {{ exec = [\"false\"] }}\ncold_start_budget = \"1s\"\n\n[alerts]\nrunbook_base_url = \"{}\"\n",
+        std::process::id(),
+        site.url("/runbooks/")
+    );
+    let agent = Agent::start(&config);
+    let alert = wait_for(
+        "an alert at /api/v1/alerts",
+        Duration::from_secs(30),
+        || {
+            let (_, body) = agent.get("/api/v1/alerts")?;
+            let list: Vec<serde_json::Value> = serde_json::from_str(&body).ok()?;
+            list.into_iter()
+                .find(|a| a["labels"]["alertname"] == "ServiceStuckInitializing")
+        },
+    );
+    let link = alert["annotations"]["runbook_url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(link, site.url("/runbooks/ServiceStuckInitializing"));
+    // The host is sick: its agent is gone. The link still answers with the guide.
+    drop(agent);
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    let (status, body) = lookout_e2e::http_get(&link).expect("the runbook site answers");
+    assert_eq!(status, 200);
+    assert!(body.contains("# ServiceStuckInitializing"));
 }

@@ -5,11 +5,18 @@
 //! ones every `resend_interval`, resolved ones with their `endsAt` at once and then again every
 //! `resend_interval` for 15 minutes, as Prometheus does.
 //!
-//! Firing alerts are also written to `state.json` so that a restarted (or reloaded) agent
-//! continues them with their original `startsAt` and sends their resolution when the
-//! condition turns out to be gone.
+//! Every ending of an alert resolves it at once, not only a condition that clears: its
+//! subject went away (the process ended, the series of a cache or tracker vanished), a reload
+//! removed its subject or its rule, or disabled its detector ([`Engine::reconfigure`]), or
+//! the agent stops ([`Engine::resolve_all`]). One engine lives across config generations (it
+//! is handed from one to the next), so a reload neither re-pages what still fires nor
+//! forgets what it must resolve.
+//!
+//! Firing alerts are also written to `state.json` so that a restarted agent continues them
+//! with their original `startsAt` and sends their resolution when the condition turns out to
+//! be gone (at once when their subject or rule is gone).
 
-use super::rules::{self, Candidate, EvalInput, INHIBITIONS, RuleDef, Subject};
+use super::rules::{self, Candidate, EvalInput, INHIBITIONS, Presence, RuleDef, Subject};
 use crate::config::{AlertsConfig, Severity};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -127,8 +134,61 @@ pub struct Stamp {
     pub resend_secs: f64,
 }
 
+/// What the running config has: the subjects alerts may be about. An alert whose subject is
+/// not here (removed or renamed by a reload, its detector disabled) resolves at once.
+#[derive(Clone, Debug, Default)]
+pub struct Scope {
+    /// Watched services, the agent itself included.
+    pub services: BTreeSet<String>,
+    pub caches: BTreeSet<String>,
+    /// Services with a primary tracker.
+    pub trackers: BTreeSet<String>,
+    pub anomaly: bool,
+    pub timeout: bool,
+}
+
+impl Scope {
+    /// Everything in scope: for unit tests and benches that do not model a config.
+    pub fn everything() -> Self {
+        Self {
+            anomaly: true,
+            timeout: true,
+            ..Self::default()
+        }
+        .open()
+    }
+
+    fn open(mut self) -> Self {
+        self.services.insert("*".into());
+        self.caches.insert("*".into());
+        self.trackers.insert("*".into());
+        self
+    }
+
+    fn has(set: &BTreeSet<String>, name: Option<&String>) -> bool {
+        set.contains("*") || name.is_some_and(|n| set.contains(n))
+    }
+
+    /// Whether an alert of a rule with this presence, about `subject`, can exist.
+    pub fn covers(&self, presence: Presence, subject: &Subject) -> bool {
+        let service = subject.get("service");
+        match presence {
+            Presence::Process | Presence::Initializing => {
+                subject.get("scope").is_some_and(|s| s == "host")
+                    || Self::has(&self.services, service)
+            }
+            Presence::Timeout => self.timeout && Self::has(&self.services, service),
+            Presence::Cache => Self::has(&self.caches, subject.get("cache")),
+            Presence::Tracker => Self::has(&self.trackers, service),
+            Presence::Anomaly => self.anomaly,
+            Presence::Always => true,
+        }
+    }
+}
+
 pub struct Engine {
     rules: Vec<Rule>,
+    scope: Scope,
     stamp: Stamp,
     alerts: BTreeMap<AlertKey, Active>,
     state_file: Option<PathBuf>,
@@ -152,6 +212,7 @@ impl Engine {
     pub fn new(rules: Vec<Rule>, stamp: Stamp) -> Self {
         Self {
             rules,
+            scope: Scope::everything(),
             stamp,
             alerts: BTreeMap::new(),
             state_file: None,
@@ -222,13 +283,19 @@ impl Engine {
         let mut seen: BTreeSet<AlertKey> = BTreeSet::new();
         for rule in self.rules.iter().filter(|r| r.enabled) {
             for c in (rule.def.eval)(input, rule.threshold) {
+                // Stale series of a subject the config no longer has never raise an alert.
+                if !self.scope.covers(rule.def.presence, &c.subject) {
+                    continue;
+                }
                 let key = (rule.def.name, c.subject.clone());
                 seen.insert(key.clone());
                 match self.alerts.get_mut(&key) {
                     Some(a) if a.resolved.is_none() => {
                         a.last_true = now;
                         a.candidate = c;
-                        a.severity = rule.severity;
+                        if a.firing_since.is_none() {
+                            a.severity = rule.severity;
+                        }
                     }
                     _ => {
                         self.alerts.insert(
@@ -251,20 +318,33 @@ impl Engine {
         }
 
         // Conditions no longer true: pending ones vanish, firing ones resolve after their
-        // keep_firing_for.
-        let keep: BTreeMap<&str, f64> = self
+        // keep_firing_for — or at once when their subject is gone (hysteresis is for a
+        // signal that may come back, not for a process that ended). Only once the probes
+        // have filled the store (`settled`): right after a restart every subject looks gone.
+        let keep: BTreeMap<&str, (f64, Presence)> = self
             .rules
             .iter()
-            .map(|r| (r.def.name, r.keep_firing_for_secs))
+            .map(|r| (r.def.name, (r.keep_firing_for_secs, r.def.presence)))
             .collect();
+        let mut present = rules::PresenceIndex::new(input);
         self.alerts.retain(|key, a| {
             if seen.contains(key) || a.resolved.is_some() {
+                return true;
+            }
+            if !input.settled {
+                // The probes have not filled the store yet (a restart, or a reload whose
+                // watchers start afresh): not seeing a condition says nothing.
                 return true;
             }
             if a.firing_since.is_none() {
                 return false;
             }
-            if now - a.last_true >= keep.get(key.0).copied().unwrap_or(0.0) {
+            let (keep_for, presence) = keep.get(key.0).copied().unwrap_or((0.0, Presence::Always));
+            let gone = input.settled && !present.has(presence, &key.1);
+            if gone {
+                tracing::info!(alert = key.0, subject = ?key.1, "alert subject gone: resolving");
+            }
+            if gone || now - a.last_true >= keep_for {
                 a.resolved = Some((now, wall_text.clone()));
             }
             true
@@ -339,7 +419,79 @@ impl Engine {
         for key in expired {
             self.alerts.remove(&key);
         }
-        self.save();
+        notices
+    }
+
+    /// Take a new config generation's rules, stamp and scope. Firing alerts whose rule is
+    /// gone or disabled, or whose subject the new config does not have, resolve at once
+    /// (their notices come with the next [`Engine::evaluate`]); the others continue
+    /// untouched — no re-page, no new `startsAt`.
+    pub fn reconfigure(
+        &mut self,
+        rules: Vec<Rule>,
+        stamp: Stamp,
+        scope: Scope,
+        now: f64,
+        wall: SystemTime,
+    ) {
+        let wall_text = humantime::format_rfc3339_millis(wall).to_string();
+        self.rules = rules;
+        self.stamp = stamp;
+        self.scope = scope;
+        let live: BTreeMap<&str, Presence> = self
+            .rules
+            .iter()
+            .filter(|r| r.enabled)
+            .map(|r| (r.def.name, r.def.presence))
+            .collect();
+        let scope = &self.scope;
+        self.alerts.retain(|key, a| {
+            let kept = live
+                .get(key.0)
+                .is_some_and(|p| scope.covers(*p, &key.1));
+            if kept || a.resolved.is_some() {
+                return true;
+            }
+            if a.firing_since.is_none() {
+                return false;
+            }
+            tracing::info!(alert = key.0, subject = ?key.1, "alert rule or subject removed by the config: resolving");
+            a.resolved = Some((now, wall_text.clone()));
+            true
+        });
+        // A severity override applies to what is pending; a firing alert keeps the
+        // severity it paged with (its labels are its identity at Alertmanager).
+        for (key, a) in self.alerts.iter_mut() {
+            if a.firing_since.is_none()
+                && let Some(r) = self.rules.iter().find(|r| r.def.name == key.0)
+            {
+                a.severity = r.severity;
+            }
+        }
+    }
+
+    /// The agent stops: every firing alert resolves now; returns the notices due.
+    pub fn resolve_all(&mut self, now: f64, wall: SystemTime) -> Vec<Notice> {
+        let wall_text = humantime::format_rfc3339_millis(wall).to_string();
+        for (key, a) in self.alerts.iter_mut() {
+            if a.firing_since.is_some() && a.resolved.is_none() {
+                tracing::info!(alert = key.0, subject = ?key.1, "agent stopping: resolving");
+                a.resolved = Some((now, wall_text.clone()));
+            }
+        }
+        self.alerts.retain(|_, a| a.firing_since.is_some());
+        let mut notices = Vec::new();
+        for (key, a) in &mut self.alerts {
+            let (Some(since), Some((resolved_at, ends))) =
+                (a.firing_since.clone(), a.resolved.clone())
+            else {
+                continue;
+            };
+            if a.last_sent.is_none_or(|t| t < resolved_at) {
+                a.last_sent = Some(now);
+                notices.push(notice(&self.stamp, key.0, a, &since, Some(ends)));
+            }
+        }
         notices
     }
 
@@ -425,13 +577,17 @@ impl Engine {
             .collect()
     }
 
-    fn save(&mut self) {
-        let Some(path) = &self.state_file else {
-            return;
+    /// Write the firing set to the state file when it changed. Call it after the notices of
+    /// the same evaluation are in the spool: a crash in between then leaves the alert firing
+    /// in the state (and re-evaluated after the restart), never resolved with its resolution
+    /// unsent.
+    pub fn persist(&mut self) -> Result<(), std::io::Error> {
+        let Some(path) = self.state_file.clone() else {
+            return Ok(());
         };
         let now = self.firing_fingerprints();
         if now == self.saved {
-            return;
+            return Ok(());
         }
         let list: Vec<Persisted> = self
             .alerts
@@ -449,16 +605,10 @@ impl Engine {
                 })
             })
             .collect();
-        match serde_json::to_vec_pretty(&list) {
-            Ok(bytes) => {
-                if let Err(e) = super::spool::write_atomic(path, &bytes) {
-                    tracing::warn!(path = %path.display(), "cannot save alert state: {e}");
-                    return;
-                }
-                self.saved = now;
-            }
-            Err(e) => tracing::warn!("cannot encode alert state: {e}"),
-        }
+        let bytes = serde_json::to_vec_pretty(&list).map_err(std::io::Error::other)?;
+        super::spool::write_atomic(&path, &bytes)?;
+        self.saved = now;
+        Ok(())
     }
 }
 

@@ -3,9 +3,16 @@
 //!
 //! Flow, once per `agent.interval`: [`rules`] find the subjects whose condition holds, the
 //! [`engine`] applies `for`, hysteresis and inhibition and says which notifications are due,
-//! those go to the [`spool`] on disk, and one [`notifier`] task per Alertmanager drains it.
-//! `/api/v1/alerts` (in `crate::http`) shows the engine's active alerts, published in the
-//! [`AlertsView`] this module is handed.
+//! those go to the [`spool`] (one queue per Alertmanager), and one [`notifier`] task per
+//! Alertmanager drains its queue. `/api/v1/alerts` (in `crate::http`) shows the engine's
+//! active alerts, published in the [`AlertsView`] this module is handed.
+//!
+//! The engine, the spool and the Alertmanager clock estimates outlive a config generation:
+//! a stopping generation hands them to the next through the [`Handoff`] it is given (a slot
+//! of `components::Components`, which outlives generations), which resolves at once what
+//! the new config no longer has. When the agent itself stops (`Context::stopping`), every
+//! firing alert is resolved and the resolutions are delivered before the process exits
+//! (bounded by [`FINAL_FLUSH`]; what does not make it stays in the spool for the next start).
 
 pub mod engine;
 pub mod names;
@@ -18,11 +25,11 @@ mod tests;
 
 use crate::config::Config;
 use crate::context::{Context, Finding};
-use engine::{ApiAlert, Engine, Stamp};
+use engine::{ApiAlert, Engine, Scope, Stamp};
 use rules::{EvalInput, Facts};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 use tokio::task::JoinSet;
 
 /// What `/api/v1/alerts` serves: the engine's latest view, swapped whole after each evaluation.
@@ -71,8 +78,151 @@ pub fn facts(config: &Config) -> Facts {
     }
 }
 
-/// Start the engine (and one delivery task per Alertmanager) for this config generation.
-pub fn start(ctx: &Context, config: &Config, view: &Arc<AlertsView>, tasks: &mut JoinSet<()>) {
+/// How long a stopping agent spends delivering its final resolutions (within the daemon's
+/// stop grace); what does not make it stays in the spool for the next start.
+pub const FINAL_FLUSH: Duration = Duration::from_secs(2);
+/// How often the disk is probed while the spool cannot write to it.
+const DISK_CHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// What a stopping config generation hands to the next: the engine (firing alerts, pending
+/// resolutions and their re-send clocks), the spool and the Alertmanager clock estimates.
+struct Carried {
+    engine: Engine,
+    spool: Arc<Mutex<spool::Spool>>,
+    clocks: Arc<notifier::Clocks>,
+}
+
+/// The slot in which one generation leaves the alerting state for the next.
+#[derive(Default)]
+pub struct Handoff(Mutex<Option<Carried>>);
+
+impl Handoff {
+    fn put(&self, carried: Carried) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(carried);
+    }
+
+    fn take(&self) -> Option<Carried> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+/// The subjects a config has: what alerts may be about.
+pub fn scope(config: &Config) -> Scope {
+    let mut services: std::collections::BTreeSet<String> =
+        config.services.iter().map(|s| s.name.clone()).collect();
+    services.insert(crate::probes::host::SELF_SERVICE.to_string());
+    Scope {
+        services,
+        caches: config.caches.iter().map(|c| c.name.clone()).collect(),
+        trackers: config.trackers.iter().map(|t| t.service.clone()).collect(),
+        anomaly: config.detectors.anomaly.enabled,
+        timeout: config.detectors.timeout.enabled,
+    }
+}
+
+/// The alerting's own metrics.
+#[derive(Clone)]
+struct Meters {
+    firing: crate::series::Gauge,
+    depth: crate::series::Gauge,
+    memory_only: crate::series::Gauge,
+    disk_failing: crate::series::Gauge,
+    write_errors: opentelemetry::metrics::Counter<u64>,
+    notifications: opentelemetry::metrics::Counter<u64>,
+}
+
+impl Meters {
+    fn new(ctx: &Context) -> Self {
+        let m = Self {
+            firing: ctx.series.gauge(
+                &ctx.meter,
+                "lookout_alerts_firing",
+                "Alerts firing now, per alert name and severity",
+                "",
+            ),
+            depth: ctx.series.gauge(
+                &ctx.meter,
+                "lookout_alert_spool_depth",
+                "Alert notifications not yet taken by an Alertmanager (summed over Alertmanagers; at most one per alert each)",
+                "",
+            ),
+            memory_only: ctx.series.gauge(
+                &ctx.meter,
+                rules::series::SPOOL_MEMORY_ONLY,
+                "Alert notifications held only in memory because the disk refused them",
+                "",
+            ),
+            disk_failing: ctx.series.gauge(
+                &ctx.meter,
+                rules::series::SPOOL_DISK_FAILING,
+                "1 while the disk refuses writes of the alert spool or state, else 0",
+                "",
+            ),
+            write_errors: ctx
+                .meter
+                .u64_counter("lookout_alert_spool_write_errors")
+                .with_description("Writes of the alert spool or state the disk refused")
+                .build(),
+            notifications: ctx
+                .meter
+                .u64_counter("lookout_alert_notifications")
+                .with_description(
+                    "Alert notifications by outcome: sent, failed (retried), rejected (malformed, dropped), dropped (spool bound)",
+                )
+                .build(),
+        };
+        // Every series exists from the start, so that rate() and absent() queries work at once.
+        for outcome in ["sent", "failed", "rejected", "dropped"] {
+            m.notifications
+                .add(0, &[opentelemetry::KeyValue::new("outcome", outcome)]);
+        }
+        m.write_errors.add(0, &[]);
+        m
+    }
+
+    /// The spool gauges from the spool; new write errors added to the counter.
+    fn spool(&self, s: &mut spool::Spool) {
+        self.depth.set(&[], s.depth() as f64);
+        self.memory_only.set(&[], s.memory_only() as f64);
+        self.disk_failing
+            .set(&[], if s.failing().is_some() { 1.0 } else { 0.0 });
+        let new = s.take_new_errors();
+        if new > 0 {
+            self.write_errors.add(new, &[]);
+        }
+    }
+}
+
+/// Queue notices for every Alertmanager.
+fn push_all(spool: &Mutex<spool::Spool>, notices: Vec<engine::Notice>, meters: &Meters) {
+    if notices.is_empty() {
+        return;
+    }
+    let mut s = spool.lock().unwrap_or_else(|p| p.into_inner());
+    for n in notices {
+        let p = s.push(n);
+        if p.dropped > 0 {
+            tracing::error!(
+                dropped = p.dropped,
+                "alert spool at its bound (alerts.spool_max): dropped the oldest firing notifications (re-sent at their next resend)"
+            );
+            meters.notifications.add(
+                p.dropped as u64,
+                &[opentelemetry::KeyValue::new("outcome", "dropped")],
+            );
+        }
+    }
+}
+
+/// Start the engine (and one delivery task per Alertmanager) for this config generation,
+/// continuing the previous generation's state when there is one.
+pub fn start(
+    ctx: &Context,
+    config: &Config,
+    view: &Arc<AlertsView>,
+    handoff: &Arc<Handoff>,
+    tasks: &mut JoinSet<()>,
+) {
     let alerts = &config.alerts;
     if alerts.rules.contains_key(names::LOOKOUT_AGENT_DOWN) {
         tracing::warn!(
@@ -88,11 +238,49 @@ pub fn start(ctx: &Context, config: &Config, view: &Arc<AlertsView>, tasks: &mut
         resend_secs: resend.as_secs_f64(),
     };
     let dir = ctx.data_dir.join("alerts");
-    if let Err(e) = std::fs::create_dir_all(&dir) {
-        tracing::error!(dir = %dir.display(), "cannot create the alert directory; alerts will not survive a restart: {e}");
-    }
-    let mut engine = Engine::new(engine::configured_rules(alerts), stamp)
-        .with_state_file(dir.join("state.json"), ctx.series.now() as f64);
+    let targets: Vec<String> = alerts
+        .alertmanager
+        .iter()
+        .map(|u| u.as_str().to_string())
+        .collect();
+    let now = ctx.series.now() as f64;
+    let wall = SystemTime::now();
+    let meters = Meters::new(ctx);
+    let Carried {
+        mut engine,
+        spool,
+        clocks,
+    } = match handoff.take() {
+        Some(c) => c,
+        None => {
+            let mut state_error = None;
+            if let Err(e) = spool::private_dir(&dir) {
+                state_error = Some(e);
+            }
+            let engine = Engine::new(engine::configured_rules(alerts), stamp.clone())
+                .with_state_file(dir.join("state.json"), now);
+            let mut s = spool::Spool::open(&dir.join("spool"), alerts.spool_max, &targets);
+            if let Some(e) = state_error {
+                s.note_disk_error(&dir, &e);
+            }
+            Carried {
+                engine,
+                spool: Arc::new(Mutex::new(s)),
+                clocks: Arc::default(),
+            }
+        }
+    };
+    engine.reconfigure(
+        engine::configured_rules(alerts),
+        stamp,
+        scope(config),
+        now,
+        wall,
+    );
+    spool
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .set_targets(&targets);
     let facts = facts(config);
 
     // The budgets the rules compare to, exported so that central rules use the same numbers.
@@ -115,88 +303,57 @@ pub fn start(ctx: &Context, config: &Config, view: &Arc<AlertsView>, tasks: &mut
         check_interval.set(&[("cache", c)], *secs);
     }
 
-    let firing = ctx.series.gauge(
-        &ctx.meter,
-        "lookout_alerts_firing",
-        "Alerts firing now, per alert name and severity",
-        "",
-    );
-    let spool_depth = ctx.series.gauge(
-        &ctx.meter,
-        "lookout_alert_spool_depth",
-        "Alert notifications on disk not yet taken by every Alertmanager",
-        "",
-    );
-    let notifications = ctx
-        .meter
-        .u64_counter("lookout_alert_notifications")
-        .with_description(
-            "Alert notifications by outcome: sent, failed (retried), rejected, dropped (spool full)",
-        )
-        .build();
-    // Every outcome exists from the start, so that rate() and absent() queries work at once.
-    for outcome in ["sent", "failed", "rejected", "dropped"] {
-        notifications.add(0, &[opentelemetry::KeyValue::new("outcome", outcome)]);
-    }
-
-    let targets: Vec<String> = alerts
-        .alertmanager
-        .iter()
-        .map(|u| u.as_str().to_string())
-        .collect();
-    let spool = if targets.is_empty() {
-        None
-    } else {
-        match spool::Spool::open(&dir.join("spool"), alerts.spool_max, &targets) {
-            Ok(s) => Some(Arc::new(Mutex::new(s))),
-            Err(e) => {
-                tracing::error!("{e}; alerts are only shown at /api/v1/alerts and logged");
-                None
-            }
-        }
-    };
-    let depth_now = {
+    let on_change = {
         let spool = spool.clone();
-        let gauge = spool_depth.clone();
+        let meters = meters.clone();
         Arc::new(move || {
-            let depth = spool
-                .as_ref()
-                .map_or(0, |s| s.lock().unwrap_or_else(|p| p.into_inner()).depth());
-            gauge.set(&[], depth as f64);
+            let mut s = spool.lock().unwrap_or_else(|p| p.into_inner());
+            meters.spool(&mut s);
         }) as Arc<dyn Fn() + Send + Sync>
     };
-    depth_now();
+    on_change();
 
-    let (wake_tx, wake_rx) = tokio::sync::watch::channel(0u64);
-    if let Some(spool) = &spool {
-        let client = reqwest::Client::builder()
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
-        for target in &targets {
-            let delivery = notifier::Delivery {
-                target: target.clone(),
-                spool: spool.clone(),
-                client: client.clone(),
+    let client = reqwest::Client::builder()
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new());
+    let sender = {
+        let (spool, client, clocks, meters, on_change) = (
+            spool.clone(),
+            client.clone(),
+            clocks.clone(),
+            meters.clone(),
+            on_change.clone(),
+        );
+        move |target: &String| {
+            notifier::Sender::new(
+                target.clone(),
+                spool.clone(),
+                client.clone(),
                 resend,
-                notifications: notifications.clone(),
-                wake: wake_rx.clone(),
-                on_change: depth_now.clone(),
-            };
-            tasks.spawn(delivery.run(ctx.shutdown.clone()));
+                meters.notifications.clone(),
+                clocks.clone(),
+                on_change.clone(),
+            )
         }
+    };
+    let (wake_tx, wake_rx) = tokio::sync::watch::channel(0u64);
+    for target in &targets {
+        tasks.spawn(sender(target).run(wake_rx.clone(), ctx.shutdown.clone()));
     }
 
     let ctx = ctx.clone();
     let view = view.clone();
+    let handoff = handoff.clone();
     let interval = config.agent.interval.get();
     let history = config.agent.history;
-    let names: Vec<&'static str> = engine.rules().iter().map(|r| r.def.name).collect();
     tasks.spawn(async move {
         let mut recent: VecDeque<Finding> = VecDeque::new();
         let mut last_seq = 0;
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut pushed = 0u64;
+        let mut settled = false;
+        let mut last_disk_check = Instant::now();
         loop {
             tokio::select! {
                 _ = ctx.shutdown.cancelled() => break,
@@ -209,6 +366,8 @@ pub fn start(ctx: &Context, config: &Config, view: &Arc<AlertsView>, tasks: &mut
                 }
                 recent.push_back(f);
             }
+            // This generation's probes have run once: a subject without series is gone.
+            settled = settled || !ctx.readiness.blocking().iter().any(|(g, _)| g == "probes");
             let findings: Vec<Finding> = recent.iter().cloned().collect();
             let input = EvalInput {
                 series: &ctx.series,
@@ -216,41 +375,68 @@ pub fn start(ctx: &Context, config: &Config, view: &Arc<AlertsView>, tasks: &mut
                 history,
                 facts: &facts,
                 findings: &findings,
+                settled,
             };
             let notices = engine.evaluate(&input, SystemTime::now());
-            if let Some(spool) = &spool
-                && !notices.is_empty()
+            let any = !notices.is_empty();
+            push_all(&spool, notices, &meters);
             {
                 let mut s = spool.lock().unwrap_or_else(|p| p.into_inner());
-                for n in notices {
-                    match s.push(n) {
-                        Ok(p) if p.dropped > 0 => {
-                            tracing::error!(
-                                dropped = p.dropped,
-                                "alert spool full: dropped the oldest notifications"
-                            );
-                            notifications.add(
-                                p.dropped as u64,
-                                &[opentelemetry::KeyValue::new("outcome", "dropped")],
-                            );
+                if let Err(e) = engine.persist() {
+                    s.note_disk_error(&ctx.data_dir.join("alerts/state.json"), &e);
+                }
+                if s.failing().is_some() && last_disk_check.elapsed() >= DISK_CHECK_EVERY {
+                    last_disk_check = Instant::now();
+                    s.check_disk();
+                    if s.failing().is_none() {
+                        // The disk is back: the state may be behind the engine.
+                        if let Err(e) = engine.persist() {
+                            s.note_disk_error(&ctx.data_dir.join("alerts/state.json"), &e);
                         }
-                        Ok(_) => {}
-                        Err(e) => tracing::error!("cannot spool an alert notification: {e}"),
                     }
                 }
-                drop(s);
+            }
+            if any {
                 pushed += 1;
                 let _ = wake_tx.send(pushed);
             }
-            depth_now();
+            on_change();
             for ((name, severity), n) in engine.firing_counts() {
-                firing.set(&[("alertname", name), ("severity", severity)], n as f64);
+                meters
+                    .firing
+                    .set(&[("alertname", name), ("severity", severity)], n as f64);
             }
             view.store(Arc::new(engine.active()));
         }
+
+        if ctx.stopping.is_cancelled() {
+            // The agent stops: resolve everything now and deliver it before the process
+            // exits, as far as FINAL_FLUSH allows.
+            let notices = engine.resolve_all(ctx.series.now() as f64, SystemTime::now());
+            let count = notices.len();
+            push_all(&spool, notices, &meters);
+            if let Err(e) = engine.persist() {
+                spool
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .note_disk_error(&ctx.data_dir.join("alerts/state.json"), &e);
+            }
+            view.store(Arc::new(engine.active()));
+            let deadline = Instant::now() + FINAL_FLUSH;
+            let mut senders: Vec<notifier::Sender> = targets.iter().map(&sender).collect();
+            let done =
+                futures::future::join_all(senders.iter_mut().map(|s| s.drain(deadline))).await;
+            tracing::info!(
+                resolved = count,
+                delivered_everywhere = done.iter().all(|d| *d),
+                "agent stopping: firing alerts resolved"
+            );
+        } else if let Err(e) = engine.persist() {
+            tracing::warn!("cannot save the alert state: {e}");
+        }
         // This generation's labels go; the next generation (if any) sets its own.
-        for name in names {
-            firing.remove_where("alertname", name);
+        for name in engine.rules().iter().map(|r| r.def.name) {
+            meters.firing.remove_where("alertname", name);
         }
         for s in facts.cold_start_budget.keys() {
             budget.remove_where("service", s);
@@ -258,5 +444,10 @@ pub fn start(ctx: &Context, config: &Config, view: &Arc<AlertsView>, tasks: &mut
         for c in facts.check_interval.keys() {
             check_interval.remove_where("cache", c);
         }
+        handoff.put(Carried {
+            engine,
+            spool,
+            clocks,
+        });
     });
 }

@@ -1,4 +1,5 @@
-//! Every alert name of the contract. Rules, runbooks and tests are checked against this list.
+//! Every alert name of the contract (and `LookoutAlertSpoolFailing`, added by the agent's
+//! spool, see alerts/README.md). Rules, runbooks and tests are checked against this list.
 
 pub const THREAD_COUNT_ABOVE_EXPECTED: &str = "ThreadCountAboveExpected";
 pub const THREAD_LIMIT_NEAR: &str = "ThreadLimitNear";
@@ -18,6 +19,7 @@ pub const TIMEOUT_BUG_SUSPECTED: &str = "TimeoutBugSuspected";
 pub const TIMEOUT_STORM: &str = "TimeoutStorm";
 pub const TIMEOUT_TOO_LARGE: &str = "TimeoutTooLarge";
 pub const LOOKOUT_AGENT_DOWN: &str = "LookoutAgentDown";
+pub const LOOKOUT_ALERT_SPOOL_FAILING: &str = "LookoutAlertSpoolFailing";
 
 pub const ALL: &[&str] = &[
     THREAD_COUNT_ABOVE_EXPECTED,
@@ -38,4 +40,5 @@ pub const ALL: &[&str] = &[
     TIMEOUT_STORM,
     TIMEOUT_TOO_LARGE,
     LOOKOUT_AGENT_DOWN,
+    LOOKOUT_ALERT_SPOOL_FAILING,
 ];

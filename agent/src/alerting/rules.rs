@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 pub mod series {
     pub const THREADS: &str = "process.thread.count";
     pub const THREAD_LIMIT: &str = "lookout_service_thread_limit";
+    pub const THREAD_LIMIT_USAGE: &str = "lookout_service_thread_limit_usage";
     pub const SYSTEM_THREADS: &str = "system_thread_count";
     pub const SYSTEM_THREAD_LIMIT: &str = "system_thread_limit";
     pub const LAST_COLD_START: &str = "lookout_service_last_cold_start_seconds";
@@ -32,6 +33,96 @@ pub mod series {
     pub const TRACKER_THROTTLED: &str = "lookout_tracker_throttled_total";
     pub const ANOMALY_EVENT: &str = "lookout_anomaly_event";
     pub const TIMEOUT_SUSPECTS: &str = "lookout_timeout_suspects";
+    pub const ANOMALY_SCORE: &str = "lookout_anomaly_score";
+    /// Produced by the alerting itself (`alerting/mod.rs`).
+    pub const SPOOL_DISK_FAILING: &str = "lookout_alert_spool_disk_failing";
+    pub const SPOOL_MEMORY_ONLY: &str = "lookout_alert_spool_memory_only";
+}
+
+/// What must exist for an alert's subject to exist. A firing alert whose subject is gone
+/// (the process ended, the cache or tracker went away) resolves at once instead of waiting
+/// out its keep_firing_for; and the config's [`super::engine::Scope`] says which subjects
+/// may exist at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Presence {
+    /// A running process of the service (`process_thread_count{service}`); for the host
+    /// (`scope="host"`), `system_thread_count`.
+    Process,
+    /// A service instance that is starting (`lookout_service_initializing_seconds{service}`).
+    Initializing,
+    /// A running process of the service, watched by the timeout detector.
+    Timeout,
+    /// Any series of the cache.
+    Cache,
+    /// Any series of the tracker of the service.
+    Tracker,
+    /// The anomaly detector's event series.
+    Anomaly,
+    /// The agent itself: always there.
+    Always,
+}
+
+/// Which subjects have series now, built on first use within one evaluation.
+pub struct PresenceIndex<'a> {
+    input: &'a EvalInput<'a>,
+    /// (series name, label, value) of every series, and (label, value) of any series.
+    index: Option<(
+        std::collections::HashSet<(String, String, String)>,
+        std::collections::HashSet<String>,
+    )>,
+}
+
+impl<'a> PresenceIndex<'a> {
+    pub fn new(input: &'a EvalInput<'a>) -> Self {
+        Self { input, index: None }
+    }
+
+    fn index(
+        &mut self,
+    ) -> &(
+        std::collections::HashSet<(String, String, String)>,
+        std::collections::HashSet<String>,
+    ) {
+        self.index.get_or_insert_with(|| {
+            let mut triples = std::collections::HashSet::new();
+            let mut names = std::collections::HashSet::new();
+            for key in self.input.series.keys() {
+                for (k, v) in &key.labels {
+                    triples.insert((key.name.clone(), k.clone(), v.clone()));
+                    triples.insert((String::new(), k.clone(), v.clone()));
+                }
+                names.insert(key.name);
+            }
+            (triples, names)
+        })
+    }
+
+    fn with(&mut self, name: &str, label: &str, value: Option<&String>) -> bool {
+        let Some(value) = value else { return false };
+        self.index()
+            .0
+            .contains(&(name.to_string(), label.to_string(), value.clone()))
+    }
+
+    /// Whether the subject of an alert with this presence still has its series.
+    pub fn has(&mut self, presence: Presence, subject: &Subject) -> bool {
+        let service = subject.get("service");
+        match presence {
+            Presence::Process if subject.get("scope").is_some_and(|s| s == "host") => {
+                self.index().1.contains(series::SYSTEM_THREADS)
+            }
+            Presence::Process | Presence::Timeout => self.with(series::THREADS, "service", service),
+            Presence::Initializing => self.with(series::INITIALIZING, "service", service),
+            Presence::Cache => self.with("", "cache", subject.get("cache")),
+            Presence::Tracker => {
+                self.with(series::PRIMARY_UP, "service", service)
+                    || self.with(series::PRIMARY_CHANGES, "service", service)
+                    || self.with(series::TRACKER_THROTTLED, "service", service)
+            }
+            Presence::Anomaly => self.index().1.contains(series::ANOMALY_EVENT),
+            Presence::Always => true,
+        }
+    }
 }
 
 /// Subject labels of an alert, sorted.
@@ -66,6 +157,9 @@ pub struct EvalInput<'a> {
     pub facts: &'a Facts,
     /// Recent findings, oldest first.
     pub findings: &'a [Finding],
+    /// The probes have completed a cycle since the agent started, so a subject without
+    /// series is really gone (right after a restart every subject looks gone).
+    pub settled: bool,
 }
 
 /// A rule: its name, defaults and condition.
@@ -81,6 +175,8 @@ pub struct RuleDef {
     pub threshold: f64,
     pub threshold_meaning: &'static str,
     pub eval: fn(&EvalInput, f64) -> Vec<Candidate>,
+    /// What must exist for its subject to exist.
+    pub presence: Presence,
 }
 
 /// Every agent rule, in the order of the contract.
@@ -92,7 +188,8 @@ pub fn all() -> Vec<RuleDef> {
              keep_firing_for_secs,
              threshold,
              threshold_meaning,
-             eval: fn(&EvalInput, f64) -> Vec<Candidate>| RuleDef {
+             eval: fn(&EvalInput, f64) -> Vec<Candidate>,
+             presence| RuleDef {
         name,
         severity,
         for_secs,
@@ -100,6 +197,7 @@ pub fn all() -> Vec<RuleDef> {
         threshold,
         threshold_meaning,
         eval,
+        presence,
     };
     vec![
         r(
@@ -110,6 +208,7 @@ pub fn all() -> Vec<RuleDef> {
             1.0,
             "fraction of expected_max_threads above which the alert fires",
             thread_count_above_expected,
+            Presence::Process,
         ),
         r(
             THREAD_LIMIT_NEAR,
@@ -119,6 +218,7 @@ pub fn all() -> Vec<RuleDef> {
             0.9,
             "fraction of the thread limit (RLIMIT_NPROC, or min(threads-max, pid_max) for the host)",
             thread_limit_near,
+            Presence::Process,
         ),
         r(
             THREAD_LEAK_SUSPECTED,
@@ -128,6 +228,7 @@ pub fn all() -> Vec<RuleDef> {
             3600.0,
             "horizon in seconds: fire when the trend reaches the lowest limit within it",
             thread_leak_suspected,
+            Presence::Process,
         ),
         r(
             COLD_START_SLOW,
@@ -137,6 +238,7 @@ pub fn all() -> Vec<RuleDef> {
             1.0,
             "fraction of the service's cold_start_budget",
             cold_start_slow,
+            Presence::Process,
         ),
         r(
             SERVICE_STUCK_INITIALIZING,
@@ -146,6 +248,7 @@ pub fn all() -> Vec<RuleDef> {
             1.0,
             "fraction of the service's cold_start_budget",
             service_stuck_initializing,
+            Presence::Initializing,
         ),
         r(
             CACHE_VERSION_LAG,
@@ -155,6 +258,7 @@ pub fn all() -> Vec<RuleDef> {
             0.0,
             "versions behind the blob tier above which the alert fires",
             cache_version_lag,
+            Presence::Cache,
         ),
         r(
             CACHE_STALE,
@@ -164,6 +268,7 @@ pub fn all() -> Vec<RuleDef> {
             10.0,
             "multiple of the cache's check_interval",
             cache_stale,
+            Presence::Cache,
         ),
         r(
             CACHE_SOURCE_FAILING,
@@ -173,6 +278,7 @@ pub fn all() -> Vec<RuleDef> {
             0.0,
             "failed source loads in the last 10 minutes above which (with no success) it fires",
             cache_source_failing,
+            Presence::Cache,
         ),
         r(
             CACHE_BLOB_UNAVAILABLE,
@@ -182,6 +288,7 @@ pub fn all() -> Vec<RuleDef> {
             0.0,
             "unused",
             cache_blob_unavailable,
+            Presence::Cache,
         ),
         r(
             CACHE_CORRUPT_BLOB,
@@ -191,6 +298,7 @@ pub fn all() -> Vec<RuleDef> {
             0.0,
             "corrupt-blob errors in the last 10 minutes above which it fires",
             cache_corrupt_blob,
+            Presence::Cache,
         ),
         r(
             PRIMARY_UNAVAILABLE,
@@ -200,6 +308,7 @@ pub fn all() -> Vec<RuleDef> {
             0.0,
             "unused",
             primary_unavailable,
+            Presence::Tracker,
         ),
         r(
             PRIMARY_FLAPPING,
@@ -209,6 +318,7 @@ pub fn all() -> Vec<RuleDef> {
             3.0,
             "primary changes in the last 10 minutes above which it fires",
             primary_flapping,
+            Presence::Tracker,
         ),
         r(
             TRACKER_THROTTLING,
@@ -218,15 +328,17 @@ pub fn all() -> Vec<RuleDef> {
             0.0,
             "throttled requests in the last 5 minutes above which it fires",
             tracker_throttling,
+            Presence::Tracker,
         ),
         r(
             ANOMALY_DETECTED,
             Ticket,
-            0.0,
-            0.0,
+            120.0,
+            300.0,
             0.5,
-            "lookout_anomaly_event value above which it fires",
+            "lookout_anomaly_event value above which it fires (and at least 2 trained measurement metrics behind it)",
             anomaly_detected,
+            Presence::Anomaly,
         ),
         r(
             TIMEOUT_BUG_SUSPECTED,
@@ -236,6 +348,7 @@ pub fn all() -> Vec<RuleDef> {
             0.0,
             "suspect threads above which it fires",
             timeout_bug_suspected,
+            Presence::Timeout,
         ),
         r(
             TIMEOUT_STORM,
@@ -245,6 +358,7 @@ pub fn all() -> Vec<RuleDef> {
             10.0,
             "suspect threads of one service (all kinds) at or above which it fires",
             timeout_storm,
+            Presence::Timeout,
         ),
         r(
             TIMEOUT_TOO_LARGE,
@@ -254,6 +368,17 @@ pub fn all() -> Vec<RuleDef> {
             0.0,
             "suspect threads above which it fires",
             timeout_too_large,
+            Presence::Timeout,
+        ),
+        r(
+            LOOKOUT_ALERT_SPOOL_FAILING,
+            Ticket,
+            0.0,
+            120.0,
+            0.0,
+            "unused",
+            alert_spool_failing,
+            Presence::Always,
         ),
     ]
 }
@@ -419,26 +544,60 @@ fn host_thread_limit(input: &EvalInput) -> Option<f64> {
         .min_by(f64::total_cmp)
 }
 
+/// The limits ThreadLimitNear weighs for a service, what counts against each, and what
+/// hitting it does.
+const HARD_LIMITS: [(&str, &str, &str); 2] = [
+    (
+        "rlimit_nproc",
+        "RLIMIT_NPROC",
+        "RLIMIT_NPROC counts every thread and process of the service's user, not only the service's",
+    ),
+    (
+        "cgroup_pids",
+        "its cgroup's pids.max (systemd TasksMax)",
+        "the cgroup's pids.max (TasksMax) counts every task of the service's cgroup, all its processes and their threads",
+    ),
+];
+
 fn thread_limit_near(input: &EvalInput, threshold: f64) -> Vec<Candidate> {
     let mut out = Vec::new();
     let threads = latest_by(input, series::THREADS, "service");
-    let nproc = latest_kind(input, series::THREAD_LIMIT, "service", "rlimit_nproc");
+    // Per service, the limit nearest to being hit: the highest usage/limit.
     for (svc, n) in &threads {
-        let Some(limit) = nproc.get(svc).filter(|l| **l > 0.0) else {
+        let mut nearest: Option<(f64, f64, f64, &str, &str)> = None;
+        for (kind, name, what) in HARD_LIMITS {
+            let Some(limit) = latest_kind(input, series::THREAD_LIMIT, "service", kind)
+                .get(svc)
+                .copied()
+                .filter(|l| *l > 0.0)
+            else {
+                continue;
+            };
+            // Without a usage series (an older agent's data), the service's own threads.
+            let used = latest_kind(input, series::THREAD_LIMIT_USAGE, "service", kind)
+                .get(svc)
+                .copied()
+                .unwrap_or(*n);
+            let share = used / limit;
+            if nearest.is_none_or(|(s, ..)| share > s) {
+                nearest = Some((share, used, limit, name, what));
+            }
+        }
+        let Some((share, used, limit, name, what)) = nearest else {
             continue;
         };
-        if *n >= limit * threshold {
+        if share >= threshold {
             out.push(Candidate {
                 subject: subject(&[("service", svc)]),
-                value: *n,
+                value: used,
                 summary: format!(
-                    "Service {svc} runs {n} threads, {:.0}% of its RLIMIT_NPROC of {limit}",
-                    100.0 * n / limit
+                    "Service {svc} is at {:.0}% of {name}: {used} of {limit} tasks",
+                    100.0 * share
                 ),
                 description: format!(
-                    "Service {svc} has {n} threads and its RLIMIT_NPROC (a per-user limit on threads and processes) is {limit}. \
-                     At the limit, thread and process creation fails with EAGAIN: the service (and everything else \
-                     running as its user) can no longer start threads."
+                    "Service {svc} has {n} threads; {what}, and that count is {used} of {limit} — the nearest \
+                     of its limits. At the limit, thread and process creation fails with EAGAIN: the service can no \
+                     longer start threads or processes."
                 ),
             });
         }
@@ -472,20 +631,38 @@ const LEAK_MIN_SPAN: f64 = 300.0;
 const LEAK_MIN_R2: f64 = 0.7;
 
 fn thread_leak_suspected(input: &EvalInput, horizon: f64) -> Vec<Candidate> {
-    let mut limits: BTreeMap<String, (f64, &'static str)> = BTreeMap::new();
+    // Per service, the limit with the least headroom: limit minus what counts against it
+    // (the service's threads for `expected`, the user's or the cgroup's tasks for the others).
+    let threads = latest_by(input, series::THREADS, "service");
+    let mut limits: BTreeMap<String, (f64, f64, &'static str)> = BTreeMap::new();
     let host = host_thread_limit(input);
+    let host_threads = input
+        .series
+        .latest(&SeriesKey::new(series::SYSTEM_THREADS, &[]));
     for (k, v) in input.series.latest_of(series::THREAD_LIMIT) {
         let (Some(svc), Some(kind)) = (k.label("service"), k.label("kind")) else {
             continue;
         };
-        let kind = if kind == "expected" {
-            "expected_max_threads"
-        } else {
-            "RLIMIT_NPROC"
+        let Some(n) = threads.get(svc).copied() else {
+            continue;
         };
-        let e = limits.entry(svc.to_string()).or_insert((v, kind));
-        if v < e.0 {
-            *e = (v, kind);
+        let used = if kind == "expected" {
+            n
+        } else {
+            latest_kind(input, series::THREAD_LIMIT_USAGE, "service", kind)
+                .get(svc)
+                .copied()
+                .unwrap_or(n)
+        };
+        let name = match kind {
+            "expected" => "expected_max_threads",
+            "cgroup_pids" => "its cgroup's pids.max (TasksMax)",
+            _ => "RLIMIT_NPROC",
+        };
+        let headroom = v - used;
+        let e = limits.entry(svc.to_string()).or_insert((headroom, v, name));
+        if headroom < e.0 {
+            *e = (headroom, v, name);
         }
     }
     let mut out = Vec::new();
@@ -493,17 +670,18 @@ fn thread_leak_suspected(input: &EvalInput, horizon: f64) -> Vec<Candidate> {
         let Some(svc) = key.label("service") else {
             continue;
         };
-        let (limit, which) = match (limits.get(svc).copied(), host) {
-            (Some((l, _)), Some(h)) if h < l => (h, "the host thread limit"),
-            (Some(lw), _) => lw,
-            (None, Some(h)) => (h, "the host thread limit"),
+        let host_room = host.map(|h| (h - host_threads.unwrap_or(n), h, "the host thread limit"));
+        let (headroom, limit, which) = match (limits.get(svc).copied(), host_room) {
+            (Some(l), Some(h)) if h.0 < l.0 => h,
+            (Some(l), _) => l,
+            (None, Some(h)) => h,
             (None, None) => continue,
         };
         let samples = input.series.samples(&key);
         let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
             continue;
         };
-        if ((last.t - first.t) as f64) < LEAK_MIN_SPAN || n >= limit {
+        if ((last.t - first.t) as f64) < LEAK_MIN_SPAN || headroom <= 0.0 {
             // Too little history to call it a trend; or already at the limit, which
             // ThreadCountAboveExpected / ThreadLimitNear report.
             continue;
@@ -514,7 +692,8 @@ fn thread_leak_suspected(input: &EvalInput, horizon: f64) -> Vec<Candidate> {
         if slope <= 0.0 || r2 < LEAK_MIN_R2 {
             continue;
         }
-        let eta = (limit - now_fit.max(n)) / slope;
+        // The fit's value now may lead the last sample: the headroom left at the fit's pace.
+        let eta = (headroom - (now_fit - n).max(0.0)) / slope;
         if eta <= horizon {
             out.push(Candidate {
                 subject: subject(&[("service", svc)]),
@@ -784,6 +963,71 @@ fn tracker_throttling(input: &EvalInput, threshold: f64) -> Vec<Candidate> {
 
 // ---- detectors ----------------------------------------------------------------------------
 
+/// Distinct metrics (names, not label sets) an anomaly event needs behind it before it
+/// pages: a host anomaly is many metrics at once. One metric moving — a service starting,
+/// the three load averages of one load change, both directions of one network burst — is
+/// not one.
+pub const ANOMALY_MIN_METRICS: usize = 2;
+/// A contributor must have been scored for this long: the rule's own warm-up, whatever the
+/// detector's (a fresh agent, or a series that just appeared, has nothing to compare with).
+pub const ANOMALY_MIN_WATCHED_SECS: f64 = 300.0;
+
+/// The agent's own bookkeeping: series that describe the agent's work (its alerts, spool,
+/// detectors' outputs, configuration echoes, its own process) rather than the host. They move
+/// because the agent does something — an anomaly in them is never the host's.
+pub fn is_agent_bookkeeping(metric: &str) -> bool {
+    const OWN: &[&str] = &[
+        "lookout_alert",
+        "lookout_anomaly",
+        "lookout_host_anomaly",
+        "lookout_timeout",
+        "lookout_blocked",
+        "lookout_agent",
+        "lookout_build",
+        "lookout_service_cold_start_budget",
+        "lookout_cache_check_interval",
+    ];
+    let name = metric.split('{').next().unwrap_or(metric);
+    OWN.iter().any(|p| name.starts_with(p))
+        || metric.contains(&format!("service={:?}", crate::probes::host::SELF_SERVICE))
+}
+
+/// The contributors of the latest anomaly event that may page: measurements of the host (not
+/// the agent's bookkeeping) whose score comes from a trained, mature model (the detector caps
+/// an immature model's scores at `IMMATURE_CAP`; an untrained one scores 0) and that have
+/// been scored for [`ANOMALY_MIN_WATCHED_SECS`].
+fn anomaly_contributors(input: &EvalInput) -> Vec<(String, f64)> {
+    let Some(top) = input
+        .findings
+        .iter()
+        .rev()
+        .find(|f| f.source == "anomaly" && f.kind == "anomaly_event")
+        .and_then(|f| f.detail.get("top").and_then(|t| t.as_array()).cloned())
+    else {
+        return Vec::new();
+    };
+    let cap = f64::from(lookout_detectors::anomaly::IMMATURE_CAP);
+    top.iter()
+        .filter_map(|m| {
+            Some((
+                m.get("metric")?.as_str()?.to_string(),
+                m.get("score")?.as_f64()?,
+            ))
+        })
+        .filter(|(metric, score)| *score > cap && !is_agent_bookkeeping(metric))
+        .filter(|(metric, _)| {
+            let samples = input.series.samples(&SeriesKey::new(
+                series::ANOMALY_SCORE,
+                &[("metric", metric)],
+            ));
+            samples.len() >= input.history
+                || samples
+                    .first()
+                    .is_some_and(|s| input.now - f64::from(s.t) >= ANOMALY_MIN_WATCHED_SECS)
+        })
+        .collect()
+}
+
 fn anomaly_detected(input: &EvalInput, threshold: f64) -> Vec<Candidate> {
     let Some(v) = input
         .series
@@ -794,30 +1038,20 @@ fn anomaly_detected(input: &EvalInput, threshold: f64) -> Vec<Candidate> {
     if v <= threshold {
         return Vec::new();
     }
-    // The detector's finding says which series moved; quote its top few.
-    let top = input
-        .findings
+    let contributors = anomaly_contributors(input);
+    let metrics: std::collections::BTreeSet<&str> = contributors
         .iter()
-        .rev()
-        .find(|f| f.source == "anomaly" && f.kind == "anomaly_event")
-        .and_then(|f| f.detail.get("top").and_then(|t| t.as_array()).cloned())
-        .unwrap_or_default();
-    let top: Vec<String> = top
+        .map(|(m, _)| m.split('{').next().unwrap_or(m))
+        .collect();
+    if metrics.len() < ANOMALY_MIN_METRICS {
+        return Vec::new();
+    }
+    let top = contributors
         .iter()
         .take(5)
-        .filter_map(|m| {
-            Some(format!(
-                "{} ({:.2})",
-                m.get("metric")?.as_str()?,
-                m.get("score")?.as_f64()?
-            ))
-        })
-        .collect();
-    let top = if top.is_empty() {
-        "see /api/v1/findings".to_string()
-    } else {
-        top.join(", ")
-    };
+        .map(|(m, s)| format!("{m} ({s:.2})"))
+        .collect::<Vec<_>>()
+        .join(", ");
     vec![Candidate {
         subject: Subject::new(),
         value: v,
@@ -826,6 +1060,32 @@ fn anomaly_detected(input: &EvalInput, threshold: f64) -> Vec<Candidate> {
             "The anomaly detector sees an unusual share of this host's metrics deviate from their learned behaviour \
              at the same time (a host anomaly event). Most anomalous series: {top}. This is a hint to look, not a \
              diagnosis."
+        ),
+    }]
+}
+
+fn alert_spool_failing(input: &EvalInput, _threshold: f64) -> Vec<Candidate> {
+    let failing = input
+        .series
+        .latest(&SeriesKey::new(series::SPOOL_DISK_FAILING, &[]))
+        .unwrap_or(0.0);
+    if failing < 1.0 {
+        return Vec::new();
+    }
+    let memory = input
+        .series
+        .latest(&SeriesKey::new(series::SPOOL_MEMORY_ONLY, &[]))
+        .unwrap_or(0.0);
+    vec![Candidate {
+        subject: Subject::new(),
+        value: memory,
+        summary: format!(
+            "The agent cannot write its alert spool: {memory} notification(s) wait in memory only"
+        ),
+        description: format!(
+            "Writes under data_dir/alerts fail (read-only or full disk, or a permission problem). Alerts are still \
+             delivered, but {memory} notification(s) now live only in the agent's memory: if the agent dies before \
+             an Alertmanager takes them, they are lost, and a restart cannot resolve what it does not remember."
         ),
     }]
 }

@@ -26,6 +26,9 @@ pub fn markdown(name: &str) -> Option<&'static str> {
         "TimeoutStorm" => include_str!("../../../alerts/runbooks/TimeoutStorm.md"),
         "TimeoutTooLarge" => include_str!("../../../alerts/runbooks/TimeoutTooLarge.md"),
         "LookoutAgentDown" => include_str!("../../../alerts/runbooks/LookoutAgentDown.md"),
+        "LookoutAlertSpoolFailing" => {
+            include_str!("../../../alerts/runbooks/LookoutAlertSpoolFailing.md")
+        }
         _ => return None,
     })
 }

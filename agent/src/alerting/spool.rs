@@ -1,233 +1,557 @@
-//! The notification spool: every notification the engine emits is written here first, one
-//! file per notice named by its sequence number, and leaves only once every configured
-//! Alertmanager has taken it. Each Alertmanager has its own cursor (persisted beside the
-//! notices), so one that is down does not hold back the others, and each receives the notices
-//! in the order they were made — a resolution never overtakes its firing.
+//! The notification spool: every notification the engine emits is kept here, per
+//! Alertmanager, until that Alertmanager has taken it.
 //!
-//! Bounded: at most `max` notices; past that the oldest is dropped (and counted). Repeated
-//! re-sends of a still-firing alert that no Alertmanager has taken yet replace each other
-//! instead of piling up, so a long outage costs about one notice per alert state change.
+//! One queue per Alertmanager, keyed by **alert**: a queue holds at most one notice per
+//! alert (label set) — the latest state of it. A new notice of an alert replaces the one still
+//! waiting (a re-send of a firing alert, or its resolution replacing its firing), so an
+//! Alertmanager that is down for hours costs one entry per distinct alert, not one per
+//! re-send, and when it returns it receives the latest state of every alert, resolutions
+//! included. Queues are independent: a dead Alertmanager never holds back a live one.
 //!
-//! Hand-written rather than a queue crate: the per-consumer cursors, in-place coalescing and
-//! the tiny volume (a few notices a minute) fit in ~200 lines with no new dependency.
+//! On disk: `<dir>/<key>/<alert hash>.json`, one file per waiting notice, written atomically
+//! (temporary file, fsync, rename) with mode 0600 in 0700 directories. `<key>` is a hash of
+//! the Alertmanager URL *without* its user info and query, so credentials appear in no file
+//! name, key or file; `<dir>/<key>/target` names the URL (redacted) for people.
+//!
+//! Failing open: when the disk refuses a write (read-only, full, gone), the notice is kept in
+//! memory and delivered all the same; the failure is counted, reported by [`Spool::failing`]
+//! (which the engine turns into the `LookoutAlertSpoolFailing` alert), and the notices that
+//! live only in memory are written out as soon as the disk takes writes again. A spool that
+//! cannot even be opened is an in-memory spool, never "delivery off".
+//!
+//! Bounds: a queue holds one entry per distinct alert. As a safety net against a runaway
+//! label set, past `max` entries the oldest *firing* notice is dropped (the engine re-sends
+//! firing alerts every resend interval, so it comes back); resolutions are never dropped.
+//!
+//! Hand-written rather than a queue crate: per-consumer queues with replace-by-key, atomic
+//! per-entry files and an in-memory fallback fit in a few hundred lines with no new
+//! dependency; volumes are a few notices a minute.
 
 use super::engine::Notice;
-use std::collections::{BTreeMap, VecDeque};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use thiserror::Error;
 
-#[derive(Debug, Error)]
-pub enum SpoolError {
-    #[error("alert spool {path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+pub const DIR_MODE: u32 = 0o700;
+pub const FILE_MODE: u32 = 0o600;
+
+/// Create `dir` (and its missing parents) with mode 0700, and tighten an existing one.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)?;
+    let mode = fs::metadata(dir)?.permissions().mode() & 0o777;
+    if mode != DIR_MODE {
+        fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE))?;
+    }
+    Ok(())
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
-    move |source| SpoolError::Io {
-        path: path.display().to_string(),
-        source,
+/// Write `bytes` to `path` atomically (see [`lookout_common::write_atomic`]) with mode 0600:
+/// the permissions are set on the temporary file before a byte of it is written.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    lookout_common::write_atomic_with(path, |f| {
+        f.set_permissions(fs::Permissions::from_mode(FILE_MODE))?;
+        f.write_all(bytes)
+    })
+}
+
+/// The URL without user info, query and fragment: what may be shown and hashed.
+pub fn strip_credentials(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.set_fragment(None);
+            u.to_string()
+        }
+        Err(_) => "<unparseable URL>".to_string(),
     }
 }
 
-pub use lookout_common::write_atomic;
+fn short_hash(text: &str) -> String {
+    hex::encode(&Sha256::digest(text.as_bytes())[..8])
+}
 
-struct Entry {
+/// The directory name of an Alertmanager's queue: a hash of its URL without credentials.
+pub fn target_key(url: &str) -> String {
+    short_hash(&strip_credentials(url))
+}
+
+/// One waiting notice as stored.
+#[derive(Serialize, Deserialize)]
+struct Stored {
     seq: u64,
-    fingerprint: String,
     notice: Notice,
 }
 
-pub struct Spool {
+struct Entry {
+    seq: u64,
+    notice: Notice,
+    /// On disk (false: only in memory, the disk refused it).
+    durable: bool,
+}
+
+struct Queue {
     dir: PathBuf,
-    max: usize,
-    entries: VecDeque<Entry>,
-    /// Target (Alertmanager URL) → last sequence number it took.
-    cursors: BTreeMap<String, u64>,
-    targets: Vec<String>,
-    next_seq: u64,
+    /// Fingerprint → the latest notice of that alert not yet taken.
+    entries: BTreeMap<String, Entry>,
+}
+
+impl Queue {
+    fn file(&self, fingerprint: &str) -> PathBuf {
+        self.dir.join(format!("{}.json", short_hash(fingerprint)))
+    }
+}
+
+/// A notice waiting for one Alertmanager, as [`Spool::pending`] hands it out.
+#[derive(Clone, Debug)]
+pub struct Waiting {
+    pub fingerprint: String,
+    pub seq: u64,
+    pub notice: Notice,
 }
 
 /// What a push did.
 #[derive(Debug, Default, PartialEq)]
 pub struct Pushed {
-    /// Replaced a not-yet-taken notice of the same firing alert.
-    pub coalesced: bool,
-    /// Oldest notices dropped to stay within the bound.
+    /// Firing notices dropped to stay within `max` (summed over queues).
     pub dropped: usize,
 }
 
+pub struct Spool {
+    dir: PathBuf,
+    max: usize,
+    /// Alertmanager URL → its queue.
+    queues: BTreeMap<String, Queue>,
+    next_seq: u64,
+    /// Writes (and removals) the disk refused, over the spool's life.
+    write_errors: u64,
+    /// Of those, how many [`Spool::take_new_errors`] has handed out.
+    errors_taken: u64,
+    /// The last disk error while it lasts: `None` once a write succeeds again.
+    failing: Option<String>,
+    /// Files whose removal failed (delivered notices), removed when the disk recovers.
+    stale: Vec<PathBuf>,
+}
+
 impl Spool {
-    /// Open (or create) the spool in `dir` for these targets. Unreadable notice files are
-    /// renamed `*.bad` and reported, never silently deleted.
-    pub fn open(dir: &Path, max: usize, targets: &[String]) -> Result<Self, SpoolError> {
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
-        let mut files: Vec<(u64, PathBuf)> = Vec::new();
-        for item in std::fs::read_dir(dir).map_err(io(dir))? {
-            let item = item.map_err(io(dir))?;
+    /// Open the spool in `dir` for these Alertmanagers, loading what waits there. Never
+    /// fails: a directory that cannot be created or read gives an in-memory spool (reported
+    /// by [`Spool::failing`]). Unreadable notice files are renamed `*.bad`, never deleted.
+    pub fn open(dir: &Path, max: usize, targets: &[String]) -> Self {
+        let mut spool = Self {
+            dir: dir.to_path_buf(),
+            max: max.max(1),
+            queues: BTreeMap::new(),
+            next_seq: 1,
+            write_errors: 0,
+            errors_taken: 0,
+            failing: None,
+            stale: Vec::new(),
+        };
+        if let Err(e) = private_dir(dir) {
+            spool.note_disk_error(dir, &e);
+        }
+        spool.migrate_flat_layout(targets);
+        spool.set_targets(targets);
+        spool
+    }
+
+    /// Follow a new list of Alertmanagers: queues of removed ones go (with their files),
+    /// new ones start with what a previous run left for them on disk, if anything.
+    pub fn set_targets(&mut self, targets: &[String]) {
+        let keys = keys_of(targets);
+        let removed: Vec<String> = self
+            .queues
+            .keys()
+            .filter(|t| !targets.contains(t))
+            .cloned()
+            .collect();
+        for t in removed {
+            if let Some(q) = self.queues.remove(&t) {
+                let _ = fs::remove_dir_all(&q.dir);
+            }
+        }
+        for (target, key) in targets.iter().zip(keys) {
+            if self.queues.contains_key(target) {
+                continue;
+            }
+            let q = self.load_queue(target, &self.dir.join(key));
+            self.queues.insert(target.clone(), q);
+        }
+        // Directories of Alertmanagers no longer configured: nobody will take their notices.
+        let live: Vec<PathBuf> = self.queues.values().map(|q| q.dir.clone()).collect();
+        if let Ok(items) = fs::read_dir(&self.dir) {
+            for item in items.flatten() {
+                let path = item.path();
+                if path.is_dir() && !live.contains(&path) {
+                    tracing::info!(dir = %path.display(), "removing the alert spool of an Alertmanager no longer configured");
+                    let _ = fs::remove_dir_all(&path);
+                }
+            }
+        }
+    }
+
+    fn load_queue(&mut self, target: &str, dir: &Path) -> Queue {
+        let mut q = Queue {
+            dir: dir.to_path_buf(),
+            entries: BTreeMap::new(),
+        };
+        if let Err(e) = private_dir(dir) {
+            self.note_disk_error(dir, &e);
+            return q;
+        }
+        let label = dir.join("target");
+        let shown = strip_credentials(target);
+        if fs::read_to_string(&label).ok().as_deref() != Some(shown.as_str())
+            && let Err(e) = write_atomic(&label, shown.as_bytes())
+        {
+            self.note_disk_error(&label, &e);
+        }
+        let Ok(items) = fs::read_dir(dir) else {
+            return q;
+        };
+        for item in items.flatten() {
             let path = item.path();
             if path.extension().and_then(|e| e.to_str()) != Some("json") {
                 continue;
             }
-            if let Some(seq) = path
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .and_then(|s| s.parse::<u64>().ok())
-            {
-                files.push((seq, path));
-            }
-        }
-        files.sort();
-        let mut entries = VecDeque::new();
-        for (seq, path) in files {
-            let parsed = std::fs::read(&path)
+            let parsed = fs::read(&path)
                 .map_err(|e| e.to_string())
-                .and_then(|b| serde_json::from_slice::<Notice>(&b).map_err(|e| e.to_string()));
+                .and_then(|b| serde_json::from_slice::<Stored>(&b).map_err(|e| e.to_string()));
             match parsed {
-                Ok(notice) => entries.push_back(Entry {
-                    seq,
-                    fingerprint: notice.fingerprint(),
-                    notice,
-                }),
+                Ok(s) => {
+                    let fp = s.notice.fingerprint();
+                    self.next_seq = self.next_seq.max(s.seq + 1);
+                    let newer = q.entries.get(&fp).is_none_or(|e| e.seq < s.seq);
+                    if newer {
+                        q.entries.insert(
+                            fp,
+                            Entry {
+                                seq: s.seq,
+                                notice: s.notice,
+                                durable: true,
+                            },
+                        );
+                    }
+                }
                 Err(e) => {
                     tracing::error!(path = %path.display(), "unreadable spooled alert kept aside as .bad: {e}");
-                    let _ = std::fs::rename(&path, path.with_extension("bad"));
+                    let _ = fs::rename(&path, path.with_extension("bad"));
                 }
             }
         }
-        let cursor_path = dir.join("cursors");
-        let mut cursors: BTreeMap<String, u64> = match std::fs::read(&cursor_path) {
-            Ok(b) => serde_json::from_slice(&b).unwrap_or_else(|e| {
-                tracing::error!(path = %cursor_path.display(), "unreadable spool cursors, re-sending all spooled alerts: {e}");
-                BTreeMap::new()
-            }),
-            Err(_) => BTreeMap::new(),
+        q
+    }
+
+    /// The spool of earlier versions: `<dir>/<seq>.json` files shared by every
+    /// Alertmanager, and a `cursors` file keyed by URL. Load what each target had not taken,
+    /// then remove those files (the cursors file held URLs with their credentials).
+    fn migrate_flat_layout(&mut self, targets: &[String]) {
+        let Ok(items) = fs::read_dir(&self.dir) else {
+            return;
         };
-        let last_seq = entries
-            .back()
-            .map(|e| e.seq)
-            .into_iter()
-            .chain(cursors.values().copied())
-            .max()
-            .unwrap_or(0);
-        // A new target starts before the oldest spooled notice: it gets everything.
-        let before_oldest = entries.front().map_or(last_seq, |e| e.seq - 1);
-        cursors.retain(|t, _| targets.contains(t));
-        for t in targets {
-            cursors.entry(t.clone()).or_insert(before_oldest);
+        let mut old: Vec<(u64, PathBuf)> = items
+            .flatten()
+            .map(|i| i.path())
+            .filter(|p| p.is_file() && p.extension().and_then(|e| e.to_str()) == Some("json"))
+            .filter_map(|p| {
+                let seq = p.file_stem()?.to_str()?.parse::<u64>().ok()?;
+                Some((seq, p))
+            })
+            .collect();
+        let cursors_path = self.dir.join("cursors");
+        if old.is_empty() && !cursors_path.exists() {
+            return;
         }
-        let mut spool = Self {
-            dir: dir.to_path_buf(),
-            max: max.max(1),
-            entries,
-            cursors,
-            targets: targets.to_vec(),
-            next_seq: last_seq + 1,
-        };
-        spool.collect_garbage()?;
-        Ok(spool)
+        old.sort();
+        let cursors: BTreeMap<String, u64> = fs::read(&cursors_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let notices: Vec<(u64, Notice)> = old
+            .iter()
+            .filter_map(|(seq, p)| {
+                let n = serde_json::from_slice::<Notice>(&fs::read(p).ok()?).ok()?;
+                Some((*seq, n))
+            })
+            .collect();
+        self.set_targets(targets);
+        for (target, q) in self.queues.iter_mut() {
+            let cursor = cursors.get(target).copied().unwrap_or(0);
+            for (seq, n) in notices.iter().filter(|(s, _)| *s > cursor) {
+                q.entries.insert(
+                    n.fingerprint(),
+                    Entry {
+                        seq: *seq,
+                        notice: n.clone(),
+                        durable: false,
+                    },
+                );
+            }
+        }
+        self.next_seq = self.next_seq.max(old.last().map_or(0, |(s, _)| *s) + 1);
+        self.persist_memory_only();
+        for (_, p) in &old {
+            let _ = fs::remove_file(p);
+        }
+        let _ = fs::remove_file(&cursors_path);
+        tracing::info!(
+            notices = notices.len(),
+            "moved the alert spool to per-Alertmanager queues"
+        );
     }
 
+    /// Notices waiting, summed over the Alertmanagers.
     pub fn depth(&self) -> usize {
-        self.entries.len()
+        self.queues.values().map(|q| q.entries.len()).sum()
     }
 
-    /// Append a notice (durably, before returning).
-    pub fn push(&mut self, notice: Notice) -> Result<Pushed, SpoolError> {
+    /// Notices waiting for one Alertmanager.
+    pub fn depth_of(&self, target: &str) -> usize {
+        self.queues.get(target).map_or(0, |q| q.entries.len())
+    }
+
+    /// Notices that live only in memory (the disk refused them).
+    pub fn memory_only(&self) -> usize {
+        self.queues
+            .values()
+            .flat_map(|q| q.entries.values())
+            .filter(|e| !e.durable)
+            .count()
+    }
+
+    pub fn write_errors(&self) -> u64 {
+        self.write_errors
+    }
+
+    /// Refused writes since the last call (for a counter that outlives config generations
+    /// as the spool does).
+    pub fn take_new_errors(&mut self) -> u64 {
+        let new = self.write_errors - self.errors_taken;
+        self.errors_taken = self.write_errors;
+        new
+    }
+
+    /// The current disk error, while the disk refuses writes.
+    pub fn failing(&self) -> Option<&str> {
+        self.failing.as_deref()
+    }
+
+    /// Record a refused write (the spool's own, or the engine's state file beside it).
+    pub fn note_disk_error(&mut self, path: &Path, e: &std::io::Error) {
+        self.write_errors += 1;
+        if self.failing.is_none() {
+            tracing::error!(path = %path.display(), "alert spool: the disk refuses writes ({e}); keeping alert notifications in memory until it recovers");
+        }
+        self.failing = Some(e.to_string());
+    }
+
+    fn disk_ok(&mut self) {
+        if self.failing.take().is_some() {
+            tracing::info!("alert spool: the disk takes writes again");
+        }
+    }
+
+    /// Queue a notice for every Alertmanager, replacing the waiting notice of the same alert.
+    pub fn push(&mut self, notice: Notice) -> Pushed {
+        self.persist_memory_only();
         let mut pushed = Pushed::default();
         let fingerprint = notice.fingerprint();
-        if !notice.is_resolved()
-            && let Some(last) = self
-                .entries
-                .iter_mut()
-                .rev()
-                .find(|e| e.fingerprint == fingerprint)
-            && !last.notice.is_resolved()
-            && last.seq > self.cursors.values().copied().max().unwrap_or(0)
-        {
-            // Nobody took the previous firing notice yet: refresh it in place.
-            let path = self.dir.join(format!("{:020}.json", last.seq));
-            let bytes = serde_json::to_vec(&notice).expect("notices serialize");
-            write_atomic(&path, &bytes).map_err(io(&path))?;
-            last.notice = notice;
-            pushed.coalesced = true;
-            return Ok(pushed);
-        }
         let seq = self.next_seq;
         self.next_seq += 1;
-        let path = self.dir.join(format!("{seq:020}.json"));
-        let bytes = serde_json::to_vec(&notice).expect("notices serialize");
-        write_atomic(&path, &bytes).map_err(io(&path))?;
-        self.entries.push_back(Entry {
+        let bytes = serde_json::to_vec(&Stored {
             seq,
-            fingerprint,
-            notice,
-        });
-        while self.entries.len() > self.max {
-            let old = self.entries.pop_front().expect("len > max ≥ 1");
-            let path = self.dir.join(format!("{:020}.json", old.seq));
-            let _ = std::fs::remove_file(&path);
-            pushed.dropped += 1;
-            for c in self.cursors.values_mut() {
-                *c = (*c).max(old.seq);
+            notice: notice.clone(),
+        })
+        .expect("notices serialize");
+        let targets: Vec<String> = self.queues.keys().cloned().collect();
+        for target in targets {
+            let (path, mut dropped) = {
+                let q = self.queues.get_mut(&target).expect("key listed");
+                q.entries.insert(
+                    fingerprint.clone(),
+                    Entry {
+                        seq,
+                        notice: notice.clone(),
+                        durable: false,
+                    },
+                );
+                (q.file(&fingerprint), Vec::new())
+            };
+            // The safety bound: drop the oldest firing notices, never a resolution.
+            loop {
+                let q = self.queues.get_mut(&target).expect("key listed");
+                if q.entries.len() <= self.max {
+                    break;
+                }
+                let oldest = q
+                    .entries
+                    .iter()
+                    .filter(|(fp, e)| !e.notice.is_resolved() && **fp != fingerprint)
+                    .min_by_key(|(_, e)| e.seq)
+                    .map(|(fp, _)| fp.clone());
+                let Some(fp) = oldest else { break };
+                q.entries.remove(&fp);
+                dropped.push(q.file(&fp));
+            }
+            pushed.dropped += dropped.len();
+            for p in dropped {
+                self.remove_file(&p);
+            }
+            match write_atomic(&path, &bytes) {
+                Ok(()) => {
+                    self.disk_ok();
+                    if let Some(e) = self
+                        .queues
+                        .get_mut(&target)
+                        .and_then(|q| q.entries.get_mut(&fingerprint))
+                    {
+                        e.durable = true;
+                    }
+                }
+                Err(e) => self.note_disk_error(&path, &e),
             }
         }
-        if pushed.dropped > 0 {
-            self.save_cursors()?;
-        }
-        Ok(pushed)
+        pushed
     }
 
-    /// Up to `limit` notices `target` has not taken yet, oldest first, with the sequence
-    /// number of the last one.
-    pub fn pending(&self, target: &str, limit: usize) -> Option<(u64, Vec<Notice>)> {
-        let cursor = *self.cursors.get(target)?;
-        let batch: Vec<&Entry> = self
+    /// Up to `limit` notices waiting for `target`, oldest first.
+    pub fn pending(&self, target: &str, limit: usize) -> Vec<Waiting> {
+        let Some(q) = self.queues.get(target) else {
+            return Vec::new();
+        };
+        let mut out: Vec<Waiting> = q
             .entries
             .iter()
-            .filter(|e| e.seq > cursor)
-            .take(limit)
+            .map(|(fp, e)| Waiting {
+                fingerprint: fp.clone(),
+                seq: e.seq,
+                notice: e.notice.clone(),
+            })
             .collect();
-        let last = batch.last()?.seq;
-        Some((last, batch.into_iter().map(|e| e.notice.clone()).collect()))
+        out.sort_by_key(|w| w.seq);
+        out.truncate(limit);
+        out
     }
 
-    /// `target` took every notice up to `seq`.
-    pub fn ack(&mut self, target: &str, seq: u64) -> Result<(), SpoolError> {
-        if let Some(c) = self.cursors.get_mut(target) {
-            *c = (*c).max(seq);
-        }
-        self.save_cursors()?;
-        self.collect_garbage()
-    }
-
-    /// Remove notices every target has taken.
-    fn collect_garbage(&mut self) -> Result<(), SpoolError> {
-        let taken_by_all = if self.targets.is_empty() {
-            0
-        } else {
-            self.cursors.values().copied().min().unwrap_or(0)
-        };
-        while self.entries.front().is_some_and(|e| e.seq <= taken_by_all) {
-            let e = self.entries.pop_front().expect("front exists");
-            let path = self.dir.join(format!("{:020}.json", e.seq));
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-                Err(err) => return Err(io(&path)(err)),
+    /// `target` took these notices. An entry replaced since it was handed out stays: its
+    /// newer state is still owed.
+    pub fn ack(&mut self, target: &str, taken: &[Waiting]) {
+        let mut gone = Vec::new();
+        if let Some(q) = self.queues.get_mut(target) {
+            for w in taken {
+                if q.entries
+                    .get(&w.fingerprint)
+                    .is_some_and(|e| e.seq == w.seq)
+                {
+                    q.entries.remove(&w.fingerprint);
+                    gone.push(q.file(&w.fingerprint));
+                }
             }
         }
-        Ok(())
+        for p in gone {
+            self.remove_file(&p);
+        }
+        self.persist_memory_only();
     }
 
-    fn save_cursors(&self) -> Result<(), SpoolError> {
-        let path = self.dir.join("cursors");
-        let bytes = serde_json::to_vec(&self.cursors).expect("cursors serialize");
-        write_atomic(&path, &bytes).map_err(io(&path))
+    fn remove_file(&mut self, path: &Path) {
+        match fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                self.note_disk_error(path, &e);
+                if !self.stale.iter().any(|p| p == path) {
+                    self.stale.push(path.to_path_buf());
+                }
+            }
+        }
     }
+
+    /// Write out what lives only in memory, and remove files of delivered notices whose
+    /// removal failed. Stops at the first failure (the disk is still sick).
+    pub fn persist_memory_only(&mut self) {
+        while let Some(p) = self.stale.last().cloned() {
+            match fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(_) => return,
+            }
+            self.stale.pop();
+        }
+        let todo: Vec<(String, String)> = self
+            .queues
+            .iter()
+            .flat_map(|(t, q)| {
+                q.entries
+                    .iter()
+                    .filter(|(_, e)| !e.durable)
+                    .map(move |(fp, _)| (t.clone(), fp.clone()))
+            })
+            .collect();
+        for (target, fp) in todo {
+            let q = self.queues.get_mut(&target).expect("key listed");
+            if let Err(e) = private_dir(&q.dir) {
+                let dir = q.dir.clone();
+                self.note_disk_error(&dir, &e);
+                return;
+            }
+            let path = q.file(&fp);
+            let e = q.entries.get_mut(&fp).expect("listed");
+            let bytes = serde_json::to_vec(&Stored {
+                seq: e.seq,
+                notice: e.notice.clone(),
+            })
+            .expect("notices serialize");
+            match write_atomic(&path, &bytes) {
+                Ok(()) => {
+                    e.durable = true;
+                    self.disk_ok();
+                }
+                Err(err) => {
+                    self.note_disk_error(&path, &err);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// See whether the disk takes writes (a small probe file), and catch up if it does.
+    /// Called now and then while [`Spool::failing`], so that the failure clears by itself.
+    pub fn check_disk(&mut self) {
+        let probe = self.dir.join(".probe");
+        let checked = private_dir(&self.dir).and_then(|()| write_atomic(&probe, b"ok"));
+        match checked {
+            Ok(()) => {
+                self.disk_ok();
+                self.persist_memory_only();
+            }
+            Err(e) => self.note_disk_error(&probe, &e),
+        }
+    }
+}
+
+/// Queue directory names for these targets: the credential-free hash, with a suffix when
+/// two URLs differ only in their credentials.
+fn keys_of(targets: &[String]) -> Vec<String> {
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    targets
+        .iter()
+        .map(|t| {
+            let key = target_key(t);
+            let n = seen.entry(key.clone()).or_default();
+            *n += 1;
+            if *n == 1 { key } else { format!("{key}-{n}") }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -244,78 +568,183 @@ mod tests {
         }
     }
 
-    #[test]
-    fn survives_reopen_in_order_and_per_target() {
-        let dir = tempfile::tempdir().unwrap();
-        let targets = vec!["a".to_string(), "b".to_string()];
-        let mut s = Spool::open(dir.path(), 100, &targets).unwrap();
-        s.push(n("X", false, "1")).unwrap();
-        s.push(n("Y", false, "2")).unwrap();
-        s.push(n("X", true, "3")).unwrap();
-        let (last, batch) = s.pending("a", 2).unwrap();
-        assert_eq!(batch.len(), 2);
-        s.ack("a", last).unwrap();
-        drop(s);
+    fn summaries(w: &[Waiting]) -> Vec<String> {
+        w.iter()
+            .map(|x| x.notice.annotations["summary"].clone())
+            .collect()
+    }
 
-        let mut s = Spool::open(dir.path(), 100, &targets).unwrap();
-        assert_eq!(s.depth(), 3, "b has taken nothing, so all three stay");
-        let (_, a) = s.pending("a", 10).unwrap();
-        assert_eq!(a.len(), 1);
-        assert_eq!(a[0].annotations["summary"], "3");
-        let (last_b, b) = s.pending("b", 10).unwrap();
-        let order: Vec<_> = b.iter().map(|x| x.annotations["summary"].clone()).collect();
-        assert_eq!(order, ["1", "2", "3"]);
-        s.ack("b", last_b).unwrap();
-        assert_eq!(s.depth(), 1, "a still owes the third");
-        let (last_a, _) = s.pending("a", 10).unwrap();
-        s.ack("a", last_a).unwrap();
-        assert_eq!(s.depth(), 0);
-        let files = std::fs::read_dir(dir.path())
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .path()
-                    .extension()
-                    .is_some_and(|x| x == "json")
-            })
-            .count();
-        assert_eq!(files, 0);
+    fn files(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for d in fs::read_dir(dir).unwrap().flatten() {
+            if d.path().is_dir() {
+                for f in fs::read_dir(d.path()).unwrap().flatten() {
+                    out.push(f.path());
+                }
+            }
+        }
+        out
     }
 
     #[test]
-    fn repeated_firing_coalesces_and_bound_drops_oldest() {
+    fn each_alertmanager_gets_the_latest_state_of_each_alert_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        let targets = vec!["a".to_string()];
-        let mut s = Spool::open(dir.path(), 3, &targets).unwrap();
-        assert!(!s.push(n("X", false, "1")).unwrap().coalesced);
-        assert!(s.push(n("X", false, "2")).unwrap().coalesced);
-        assert_eq!(s.depth(), 1);
-        assert_eq!(s.pending("a", 10).unwrap().1[0].annotations["summary"], "2");
-        s.push(n("X", true, "r")).unwrap();
-        s.push(n("Y", false, "y")).unwrap();
-        let p = s.push(n("Z", false, "z")).unwrap();
-        assert_eq!(p.dropped, 1);
-        let got: Vec<_> = s
-            .pending("a", 10)
-            .unwrap()
-            .1
-            .iter()
-            .map(|x| x.annotations["summary"].clone())
-            .collect();
-        assert_eq!(got, ["r", "y", "z"]);
+        let targets = vec!["http://a".to_string(), "http://b".to_string()];
+        let mut s = Spool::open(dir.path(), 100, &targets);
+        s.push(n("X", false, "x1"));
+        s.push(n("Y", false, "y1"));
+        let a = s.pending("http://a", 10);
+        assert_eq!(summaries(&a), ["x1", "y1"]);
+        s.ack("http://a", &a);
+        // b is down: a hundred re-sends and a resolution of X cost it two entries.
+        for i in 0..100 {
+            s.push(n("Y", false, &format!("y{i}")));
+        }
+        s.push(n("X", true, "x-resolved"));
+        assert_eq!(s.depth_of("http://b"), 2);
+        assert_eq!(summaries(&s.pending("http://b", 10)), ["y99", "x-resolved"]);
+        assert_eq!(summaries(&s.pending("http://a", 10)), ["y99", "x-resolved"]);
+        drop(s);
+
+        // Reopened (a restart): the same, from disk.
+        let mut s = Spool::open(dir.path(), 100, &targets);
+        let b = s.pending("http://b", 10);
+        assert_eq!(summaries(&b), ["y99", "x-resolved"]);
+        // A notice replaced after it was handed out is still owed.
+        s.push(n("Y", false, "y-new"));
+        s.ack("http://b", &b);
+        assert_eq!(summaries(&s.pending("http://b", 10)), ["y-new"]);
+        let a = s.pending("http://a", 10);
+        s.ack("http://a", &a);
+        let b = s.pending("http://b", 10);
+        s.ack("http://b", &b);
+        assert_eq!(s.depth(), 0);
+        assert!(
+            files(dir.path())
+                .iter()
+                .all(|p| p.file_name().unwrap() == "target"),
+            "{:?}",
+            files(dir.path())
+        );
+    }
+
+    #[test]
+    fn the_bound_drops_firing_notices_never_resolutions() {
+        let dir = tempfile::tempdir().unwrap();
+        let targets = vec!["http://a".to_string()];
+        let mut s = Spool::open(dir.path(), 3, &targets);
+        s.push(n("R1", true, "r1"));
+        s.push(n("F1", false, "f1"));
+        s.push(n("R2", true, "r2"));
+        assert_eq!(s.push(n("F2", false, "f2")).dropped, 1);
+        assert_eq!(summaries(&s.pending("http://a", 10)), ["r1", "r2", "f2"]);
+        // Only resolutions left to drop: the bound yields rather than lose one.
+        assert_eq!(s.push(n("R3", true, "r3")).dropped, 1);
+        assert_eq!(s.push(n("R4", true, "r4")).dropped, 0);
+        assert_eq!(
+            summaries(&s.pending("http://a", 10)),
+            ["r1", "r2", "r3", "r4"]
+        );
+    }
+
+    #[test]
+    fn no_credentials_in_names_or_files_and_private_modes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("spool");
+        let secret = "http://alice:s3cr3t@127.0.0.1:9093/?token=t0ken".to_string();
+        let mut s = Spool::open(&root, 10, std::slice::from_ref(&secret));
+        s.push(n("X", false, "x"));
+        assert_eq!(
+            fs::metadata(&root).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        for p in files(&root) {
+            let text = fs::read_to_string(&p).unwrap();
+            let name = p.display().to_string();
+            for needle in ["alice", "s3cr3t", "t0ken"] {
+                assert!(!name.contains(needle) && !text.contains(needle), "{name}");
+            }
+            assert_eq!(
+                fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+                0o600,
+                "{name}"
+            );
+            assert_eq!(
+                fs::metadata(p.parent().unwrap())
+                    .unwrap()
+                    .permissions()
+                    .mode()
+                    & 0o777,
+                0o700
+            );
+        }
+        assert_eq!(
+            fs::read_to_string(root.join(target_key(&secret)).join("target")).unwrap(),
+            "http://127.0.0.1:9093/"
+        );
     }
 
     #[test]
     fn corrupt_file_is_set_aside_not_lost() {
         let dir = tempfile::tempdir().unwrap();
-        let targets = vec!["a".to_string()];
-        let mut s = Spool::open(dir.path(), 10, &targets).unwrap();
-        s.push(n("X", false, "1")).unwrap();
+        let targets = vec!["http://a".to_string()];
+        let mut s = Spool::open(dir.path(), 10, &targets);
+        s.push(n("X", false, "1"));
         drop(s);
-        std::fs::write(dir.path().join(format!("{:020}.json", 7)), b"{not json").unwrap();
-        let s = Spool::open(dir.path(), 10, &targets).unwrap();
+        let qdir = dir.path().join(target_key("http://a"));
+        fs::write(qdir.join("0badbadbadbadbad.json"), b"{not json").unwrap();
+        let s = Spool::open(dir.path(), 10, &targets);
         assert_eq!(s.depth(), 1);
-        assert!(dir.path().join(format!("{:020}.bad", 7)).exists());
+        assert!(qdir.join("0badbadbadbadbad.bad").exists());
+    }
+
+    #[test]
+    fn the_flat_layout_of_earlier_versions_is_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = "http://u:p@a".to_string();
+        let b = "http://b".to_string();
+        for (seq, notice) in [(1, n("X", false, "x")), (2, n("Y", false, "y"))] {
+            fs::write(
+                dir.path().join(format!("{seq:020}.json")),
+                serde_json::to_vec(&notice).unwrap(),
+            )
+            .unwrap();
+        }
+        fs::write(
+            dir.path().join("cursors"),
+            serde_json::to_vec(&BTreeMap::from([(a.clone(), 1u64), (b.clone(), 0u64)])).unwrap(),
+        )
+        .unwrap();
+        let s = Spool::open(dir.path(), 10, &[a.clone(), b.clone()]);
+        assert_eq!(summaries(&s.pending(&a, 10)), ["y"]);
+        assert_eq!(summaries(&s.pending(&b, 10)), ["x", "y"]);
+        assert!(!dir.path().join("cursors").exists());
+        assert!(!dir.path().join(format!("{:020}.json", 1)).exists());
+    }
+
+    #[test]
+    fn a_refused_write_keeps_the_notice_in_memory_until_the_disk_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("spool");
+        let targets = vec!["http://a".to_string()];
+        let mut s = Spool::open(&root, 10, &targets);
+        // The queue directory replaced by a file: every write into it fails (as on a
+        // read-only or vanished disk), whoever runs the test.
+        let qdir = root.join(target_key("http://a"));
+        fs::remove_dir_all(&qdir).unwrap();
+        fs::write(&qdir, b"in the way").unwrap();
+        s.push(n("X", false, "x"));
+        assert!(s.failing().is_some());
+        assert_eq!(s.memory_only(), 1);
+        assert!(s.write_errors() >= 1);
+        assert_eq!(summaries(&s.pending("http://a", 10)), ["x"]);
+        // The disk recovers: the probe notices and the notice is written out.
+        fs::remove_file(&qdir).unwrap();
+        s.check_disk();
+        assert!(s.failing().is_none());
+        assert_eq!(s.memory_only(), 0);
+        drop(s);
+        let s = Spool::open(&root, 10, &targets);
+        assert_eq!(summaries(&s.pending("http://a", 10)), ["x"]);
     }
 }

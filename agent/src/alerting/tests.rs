@@ -4,7 +4,7 @@
 //! hysteresis, re-send, resolution, overrides, inhibition, persistence and the quiet defaults
 //! on a healthy busy host.
 
-use super::engine::{Engine, Notice, RESOLVED_RESEND_FOR, Stamp, configured_rules};
+use super::engine::{Engine, Notice, RESOLVED_RESEND_FOR, Scope, Stamp, configured_rules};
 use super::names::*;
 use super::rules::{EvalInput, Facts, series};
 use crate::config::{AlertRuleConfig, AlertsConfig, Duration, Severity};
@@ -56,6 +56,7 @@ impl Harness {
             history: HISTORY,
             facts: &self.facts,
             findings: &self.findings,
+            settled: true,
         };
         self.engine.evaluate(&input, SystemTime::now())
     }
@@ -218,13 +219,27 @@ fn scenarios() -> Vec<Scenario> {
             ANOMALY_DETECTED,
             |h, t| {
                 if h.findings.is_empty() {
-                    let mut f = Finding::new("anomaly", "anomaly_event", "host anomaly event").detail(
-                    serde_json::json!({"top": [{"metric": "system_cpu_utilization", "score": 0.97}], "rate": 0.2}),
-                );
-                    f.seq = 1;
-                    h.findings.push(f);
+                    h.findings.push(anomaly_finding(&[
+                        ("system_cpu_utilization", 0.97),
+                        ("system_load_average{period=\"1m\"}", 0.91),
+                    ]));
+                }
+                // Scored since the start: the models had time to train.
+                for m in [
+                    "system_cpu_utilization",
+                    "system_load_average{period=\"1m\"}",
+                ] {
+                    h.set(series::ANOMALY_SCORE, &[("metric", m)], t, 0.9);
                 }
                 h.set(series::ANOMALY_EVENT, &[], t, 1.0);
+            },
+            ("host", "web-17"),
+        ),
+        (
+            LOOKOUT_ALERT_SPOOL_FAILING,
+            |h, t| {
+                h.set(series::SPOOL_DISK_FAILING, &[], t, 1.0);
+                h.set(series::SPOOL_MEMORY_ONLY, &[], t, 3.0);
             },
             ("host", "web-17"),
         ),
@@ -271,6 +286,17 @@ fn scenarios() -> Vec<Scenario> {
             ("service", "api"),
         ),
     ]
+}
+
+fn anomaly_finding(top: &[(&str, f64)]) -> Finding {
+    let top: Vec<serde_json::Value> = top
+        .iter()
+        .map(|(m, s)| serde_json::json!({"metric": m, "score": s}))
+        .collect();
+    let mut f = Finding::new("anomaly", "anomaly_event", "host anomaly event")
+        .detail(serde_json::json!({"top": top, "rate": 0.2}));
+    f.seq = 1;
+    f
 }
 
 /// Replay a scenario in 10 s steps; the time of the first firing notice of `name`.
@@ -628,7 +654,9 @@ fn firing_alerts_continue_after_a_restart_and_resolve_when_gone() {
     let mut h = Harness::new(&config);
     h.engine = Engine::new(configured_rules(&config), stamp()).with_state_file(state.clone(), 0.0);
     h.set(series::LAST_COLD_START, &[("service", "api")], 0.0, 95.0);
+    h.set(series::THREADS, &[("service", "api")], 0.0, 10.0);
     let first = firing(&h.eval(0.0), COLD_START_SLOW).unwrap().clone();
+    h.engine.persist().unwrap();
 
     // A new process: the alert is still active with its original startsAt, and since the
     // condition is gone in the new store, it resolves (keep_firing_for 0) with that startsAt.
@@ -694,4 +722,255 @@ fn the_defaults_table_of_alerts_readme_matches_the_rules() {
             "alerts/README.md lacks or misstates:\n{row}"
         );
     }
+}
+
+fn resolved<'a>(notices: &'a [Notice], name: &str, service: &str) -> Option<&'a Notice> {
+    notices.iter().find(|n| {
+        n.labels["alertname"] == name
+            && n.is_resolved()
+            && n.labels.get("service").map(String::as_str) == Some(service)
+    })
+}
+
+/// ThreadCountAboveExpected for `svc` firing at t = 0 (its for overridden to 0).
+fn firing_thread_alert(h: &mut Harness, svc: &str) {
+    h.set(series::THREADS, &[("service", svc)], 0.0, 620.0);
+    h.set(
+        series::THREAD_LIMIT,
+        &[("service", svc), ("kind", "expected")],
+        0.0,
+        500.0,
+    );
+}
+
+fn for_zero() -> AlertsConfig {
+    let mut config = AlertsConfig::default();
+    config.rules.insert(
+        THREAD_COUNT_ABOVE_EXPECTED.into(),
+        AlertRuleConfig {
+            for_: Some(Duration::from_secs(0)),
+            ..Default::default()
+        },
+    );
+    config
+}
+
+#[test]
+fn a_subject_that_goes_away_resolves_at_once_not_after_keep_firing_for() {
+    let mut h = Harness::new(&for_zero());
+    firing_thread_alert(&mut h, "api");
+    firing_thread_alert(&mut h, "web");
+    assert!(firing(&h.eval(0.0), THREAD_COUNT_ABOVE_EXPECTED).is_some());
+    // api's process ends (its series are removed); web's threads drop below the limit.
+    h.store
+        .remove(&SeriesKey::new(series::THREADS, &[("service", "api")]));
+    h.set(series::THREADS, &[("service", "web")], 1.0, 100.0);
+    let notices = h.eval(1.0);
+    assert!(
+        resolved(&notices, THREAD_COUNT_ABOVE_EXPECTED, "api").is_some(),
+        "{notices:?}"
+    );
+    // web's condition cleared: hysteresis (keep_firing_for 2m) still holds it.
+    assert!(resolved(&notices, THREAD_COUNT_ABOVE_EXPECTED, "web").is_none());
+    h.set(series::THREADS, &[("service", "web")], 121.0, 100.0);
+    assert!(resolved(&h.eval(121.0), THREAD_COUNT_ABOVE_EXPECTED, "web").is_some());
+}
+
+#[test]
+fn nothing_resolves_as_gone_before_the_probes_have_run() {
+    let mut h = Harness::new(&for_zero());
+    firing_thread_alert(&mut h, "api");
+    assert!(firing(&h.eval(0.0), THREAD_COUNT_ABOVE_EXPECTED).is_some());
+    h.store
+        .remove(&SeriesKey::new(series::THREADS, &[("service", "api")]));
+    let input = EvalInput {
+        series: &h.store,
+        now: 1.0,
+        history: HISTORY,
+        facts: &h.facts,
+        findings: &[],
+        settled: false,
+    };
+    assert!(h.engine.evaluate(&input, SystemTime::now()).is_empty());
+    assert_eq!(h.engine.active().len(), 1);
+}
+
+#[test]
+fn a_reload_resolves_what_the_new_config_lacks_and_continues_the_rest() {
+    let mut h = Harness::new(&for_zero());
+    for svc in ["kept", "removed", "renamed"] {
+        firing_thread_alert(&mut h, svc);
+    }
+    h.set(series::CACHE_BLOB_UP, &[("cache", "fleet")], 0.0, 0.0);
+    h.set(series::PRIMARY_UP, &[("service", "configsvc")], 0.0, 0.0);
+    h.set(
+        series::TIMEOUT_SUSPECTS,
+        &[("service", "kept"), ("kind", "missing_timeout")],
+        0.0,
+        2.0,
+    );
+    let mut t = 0.0;
+    while t <= 130.0 {
+        for svc in ["kept", "removed", "renamed"] {
+            h.set(series::THREADS, &[("service", svc)], t, 620.0);
+        }
+        h.set(series::CACHE_BLOB_UP, &[("cache", "fleet")], t, 0.0);
+        h.set(series::PRIMARY_UP, &[("service", "configsvc")], t, 0.0);
+        h.set(
+            series::TIMEOUT_SUSPECTS,
+            &[("service", "kept"), ("kind", "missing_timeout")],
+            t,
+            2.0,
+        );
+        h.eval(t);
+        t += 10.0;
+    }
+    let names = |h: &Harness| -> Vec<String> {
+        h.engine
+            .active()
+            .iter()
+            .map(|a| {
+                format!(
+                    "{}/{}",
+                    a.notice.labels["alertname"],
+                    a.notice
+                        .labels
+                        .get("service")
+                        .or(a.notice.labels.get("cache"))
+                        .unwrap()
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        names(&h),
+        [
+            "CacheBlobUnavailable/fleet",
+            "PrimaryUnavailable/configsvc",
+            "ThreadCountAboveExpected/kept",
+            "ThreadCountAboveExpected/removed",
+            "ThreadCountAboveExpected/renamed",
+            "TimeoutBugSuspected/kept",
+        ]
+    );
+    let starts_before = h.engine.active()[2].notice.starts_at.clone();
+
+    // The new config: `removed` gone, `renamed` now `renamed-2`, no cache, no tracker, the
+    // timeout detector off. The stale series are still in the store: they must not matter.
+    let scope = Scope {
+        services: ["kept", "renamed-2"].map(String::from).into(),
+        timeout: false,
+        anomaly: true,
+        ..Scope::default()
+    };
+    h.engine.reconfigure(
+        configured_rules(&for_zero()),
+        stamp(),
+        scope,
+        140.0,
+        SystemTime::now(),
+    );
+    let notices = h.eval(140.0);
+    for (name, subject) in [
+        (THREAD_COUNT_ABOVE_EXPECTED, "removed"),
+        (THREAD_COUNT_ABOVE_EXPECTED, "renamed"),
+        (PRIMARY_UNAVAILABLE, "configsvc"),
+        (TIMEOUT_BUG_SUSPECTED, "kept"),
+    ] {
+        assert!(
+            resolved(&notices, name, subject).is_some(),
+            "{name}/{subject}: {notices:?}"
+        );
+    }
+    assert!(
+        notices
+            .iter()
+            .any(|n| n.is_resolved() && n.labels.get("cache").is_some_and(|c| c == "fleet"))
+    );
+    assert_eq!(names(&h), ["ThreadCountAboveExpected/kept"]);
+    // The one kept continues: same startsAt, no new notice before its resend is due.
+    assert_eq!(h.engine.active()[0].notice.starts_at, starts_before);
+    assert!(firing(&notices, THREAD_COUNT_ABOVE_EXPECTED).is_none());
+
+    // A rule disabled by the next reload resolves too.
+    let mut off = for_zero();
+    off.rules
+        .get_mut(THREAD_COUNT_ABOVE_EXPECTED)
+        .unwrap()
+        .enabled = Some(false);
+    h.engine.reconfigure(
+        configured_rules(&off),
+        stamp(),
+        Scope::everything(),
+        150.0,
+        SystemTime::now(),
+    );
+    assert!(resolved(&h.eval(150.0), THREAD_COUNT_ABOVE_EXPECTED, "kept").is_some());
+    assert!(h.engine.active().is_empty());
+}
+
+#[test]
+fn stopping_resolves_everything_firing() {
+    let mut h = Harness::new(&for_zero());
+    firing_thread_alert(&mut h, "api");
+    h.set(series::CACHE_BLOB_UP, &[("cache", "fleet")], 0.0, 0.0);
+    assert!(!h.eval(0.0).is_empty());
+    let notices = h.engine.resolve_all(1.0, SystemTime::now());
+    assert_eq!(
+        notices.len(),
+        1,
+        "the pending CacheBlobUnavailable never paged"
+    );
+    assert!(notices[0].is_resolved());
+    assert!(h.engine.active().is_empty());
+}
+
+#[test]
+fn anomaly_detected_needs_trained_measurements_not_bookkeeping() {
+    let run = |top: &[(&str, f64)], score_since: f64| -> bool {
+        let mut h = Harness::new(&AlertsConfig::default());
+        h.findings.push(anomaly_finding(top));
+        let mut t = 0.0;
+        while t <= 900.0 {
+            for (m, _) in top {
+                if t >= score_since {
+                    h.set(series::ANOMALY_SCORE, &[("metric", m)], t, 0.9);
+                }
+            }
+            h.set(series::ANOMALY_EVENT, &[], t, 1.0);
+            if firing(&h.eval(t), ANOMALY_DETECTED).is_some() {
+                return true;
+            }
+            t += 10.0;
+        }
+        false
+    };
+    let cpu = ("system_cpu_utilization", 0.97);
+    let load = ("system_load_average{period=\"1m\"}", 0.9);
+    assert!(run(&[cpu, load], 0.0), "two trained measurements page");
+    // The agent's own bookkeeping never counts, nor its own process.
+    assert!(!run(&[cpu, ("lookout_alert_spool_depth", 0.99)], 0.0));
+    assert!(!run(
+        &[cpu, ("process_thread_count{service=\"lookout\"}", 0.99)],
+        0.0
+    ));
+    assert!(!run(
+        &[cpu, ("lookout_alerts_firing{alertname=\"X\"}", 0.99)],
+        0.0
+    ));
+    // One series moving is not a host anomaly, nor one metric's label sets moving together.
+    assert!(!run(&[cpu], 0.0));
+    assert!(!run(
+        &[
+            ("system_load_average{period=\"1m\"}", 0.96),
+            ("system_load_average{period=\"5m\"}", 0.95),
+            ("system_load_average{period=\"15m\"}", 0.91),
+        ],
+        0.0
+    ));
+    // A score an immature model may give (≤ IMMATURE_CAP) is no evidence.
+    assert!(!run(&[cpu, ("system_memory_utilization", 0.4)], 0.0));
+    // Series scored for under 5 minutes by the end (score series born at 700 s) page only
+    // once they have been watched that long: not within this run.
+    assert!(!run(&[cpu, load], 700.0));
 }

@@ -21,11 +21,13 @@ use tokio::task::JoinSet;
 /// swapped whole when a generation starts, so no request sees half of two configs.
 #[derive(Default)]
 pub struct Components {
-    pub caches: ArcSwap<BTreeMap<String, Arc<crate::cache::Cache>>>,
-    pub trackers: ArcSwap<BTreeMap<String, Arc<crate::tracker::Tracker>>>,
+    pub caches: ArcSwap<BTreeMap<String, Arc<lookout_cache::Cache>>>,
+    pub trackers: ArcSwap<BTreeMap<String, Arc<lookout_tracker::Tracker>>>,
     /// What the proxy lets through, per tracker (stored before `trackers`).
     pub proxy_policies: ArcSwap<BTreeMap<String, Arc<tracker::ProxyPolicy>>>,
     pub alerts: Arc<crate::alerting::AlertsView>,
+    /// The alerting state one generation hands to the next (not for handlers).
+    pub alerting: Arc<crate::alerting::Handoff>,
 }
 
 /// Start everything `config` asks for; every task stops when `ctx.shutdown` is cancelled.
@@ -43,7 +45,7 @@ pub fn start(
         crate::anomaly::start(ctx, config.agent.interval.get(), tasks);
     }
     crate::timeout::start(ctx, config, tasks);
-    crate::alerting::start(ctx, config, &components.alerts, tasks);
+    crate::alerting::start(ctx, config, &components.alerts, &components.alerting, tasks);
 }
 
 /// The host probe (with the agent itself) and one watcher per `[[service]]`; the `probes`
@@ -60,6 +62,7 @@ fn start_probes(ctx: &Context, config: &Config, tasks: &mut JoinSet<()>) {
     {
         let mut probe = HostProbe::new(ctx, metrics.clone());
         let token = token.clone();
+        let heartbeat = ctx.heartbeat.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
         firsts.push(rx);
         tasks.spawn(async move {
@@ -71,6 +74,7 @@ fn start_probes(ctx: &Context, config: &Config, tasks: &mut JoinSet<()>) {
                     _ = token.cancelled() => break,
                     _ = tick.tick() => {
                         probe.tick();
+                        heartbeat.beat();
                         if let Some(tx) = tx.take() { let _ = tx.send(()); }
                     }
                 }

@@ -149,6 +149,19 @@ pub struct OtlpConfig {
     pub protocol: Option<OtlpProtocol>,
     #[serde(default = "default_otlp_interval")]
     pub interval: Duration,
+    /// Request body compression; absent = `OTEL_EXPORTER_OTLP_COMPRESSION`, else gzip.
+    pub compression: Option<OtlpCompression>,
+    /// PEM file of the CA(s) that sign the collector's certificate (https endpoints);
+    /// absent = `OTEL_EXPORTER_OTLP_CERTIFICATE`, else the system's trust store.
+    pub certificate: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum OtlpCompression {
+    #[serde(rename = "gzip")]
+    Gzip,
+    #[serde(rename = "none")]
+    None,
 }
 
 fn default_otlp_interval() -> Duration {
@@ -173,6 +186,19 @@ pub struct ServiceConfig {
     pub expected_max_threads: Option<u64>,
     #[serde(default = "default_cold_start_budget")]
     pub cold_start_budget: Duration,
+    /// Which processes make the service (beside the oldest match, its main process).
+    #[serde(default)]
+    pub processes: ServiceProcesses,
+}
+
+/// `all` (the default): every matching process and the descendants of each; `tree`: the main
+/// process (the oldest match) and its descendants only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceProcesses {
+    #[default]
+    All,
+    Tree,
 }
 
 fn default_cold_start_budget() -> Duration {
@@ -458,9 +484,13 @@ pub struct TimeoutConfig {
     pub enabled: bool,
     #[serde(default = "default_sample_hz")]
     pub sample_hz: u32,
-    /// A client wait with no timeout longer than this is a missing timeout.
-    #[serde(default = "default_hang_threshold")]
-    pub hang_threshold: Duration,
+    /// A wait with no timeout on another party that has sent nothing for this long is a
+    /// missing timeout (the verdict; how long before it alerts is the alert rule's `for`).
+    #[serde(default = "default_quiet_period")]
+    pub quiet_period: Duration,
+    /// The former hang threshold: rejected with a pointer to what replaced it.
+    #[serde(default)]
+    pub hang_threshold: Option<Duration>,
     /// A finite timeout above this on a wait for another party is too large.
     #[serde(default = "default_max_timeout")]
     pub max_timeout: Duration,
@@ -471,7 +501,8 @@ impl Default for TimeoutConfig {
         Self {
             enabled: true,
             sample_hz: default_sample_hz(),
-            hang_threshold: default_hang_threshold(),
+            quiet_period: default_quiet_period(),
+            hang_threshold: None,
             max_timeout: default_max_timeout(),
         }
     }
@@ -480,8 +511,8 @@ impl Default for TimeoutConfig {
 fn default_sample_hz() -> u32 {
     10
 }
-fn default_hang_threshold() -> Duration {
-    Duration::from_secs(30)
+fn default_quiet_period() -> Duration {
+    Duration::from_secs(5)
 }
 fn default_max_timeout() -> Duration {
     Duration::from_secs(60)
@@ -720,6 +751,15 @@ impl Config {
                 }
                 _ => {}
             }
+        }
+        if self.detectors.timeout.hang_threshold.is_some() {
+            return fail(
+                "hang_threshold",
+                "hang_threshold is gone: the timeout detector judges a wait after quiet_period \
+                 (default 5s) of silence, and how long it may last before an alert is the `for` \
+                 of [alerts.rules.TimeoutBugSuspected]"
+                    .into(),
+            );
         }
         if self.detectors.timeout.sample_hz == 0 || self.detectors.timeout.sample_hz > 1000 {
             return fail("sample_hz", "sample_hz must be between 1 and 1000".into());

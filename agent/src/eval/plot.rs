@@ -1,17 +1,17 @@
-//! `lookout eval --plot DIR`: one SVG per file with the values (top), the anomaly score
-//! (bottom, with the operating threshold as a grey line), the labelled windows (shaded) and
-//! the detections (red dots on the values). Rows on the x axis.
-//!
-//! Drawn with plotters' SVG backend only, without text: plotters needs a font library to lay
-//! out labels, and the agent must not depend on system font libraries. The file name says
-//! which series it is, and the SVG carries a `<title>`.
+//! `lookout eval --plot DIR`: one SVG per file, drawn by the agent's chart code (the same as
+//! the status page's): the values on top with the labelled windows shaded and the detections
+//! (rows scored at or above the operating threshold) as red dots, and the anomaly score below
+//! with the threshold as a dashed line; both on a UTC time axis with dates, value axes,
+//! titles and legends.
 
 use super::{EvalError, ScoredFile};
-use plotters::prelude::*;
+use crate::chart::{self, Band, Chart, Unit, XAxis};
+use std::fmt::Write as _;
 use std::path::Path;
 
 const WIDTH: u32 = 1400;
-const HEIGHT: u32 = 500;
+const VALUES_HEIGHT: u32 = 340;
+const SCORES_HEIGHT: u32 = 200;
 
 /// Write `DIR/<relative path>.svg` for one scored file.
 pub fn write_svg(dir: &Path, file: &ScoredFile, threshold: f64) -> Result<(), EvalError> {
@@ -20,94 +20,147 @@ pub fn write_svg(dir: &Path, file: &ScoredFile, threshold: f64) -> Result<(), Ev
     if let Some(parent) = out.parent() {
         std::fs::create_dir_all(parent).map_err(|e| io(e.to_string()))?;
     }
-    let mut svg = String::new();
-    draw(&mut svg, file, threshold).map_err(io)?;
-    // A title for people and screen readers (plotters draws no text without a font library).
-    let title = format!("<title>{}</title>", escape(&file.rel));
-    if let Some(pos) = svg.find('>') {
-        svg.insert_str(pos + 1, &title);
-    }
-    std::fs::write(&out, svg).map_err(|e| io(e.to_string()))
+    std::fs::write(&out, render(file, threshold)).map_err(|e| io(e.to_string()))
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
-fn draw(svg: &mut String, file: &ScoredFile, threshold: f64) -> Result<(), String> {
-    let n = file.values.len().max(2) as f64;
-    let finite = file.values.iter().copied().filter(|v| v.is_finite());
-    let (lo, hi) = finite.fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
-    let (lo, hi) = if lo > hi {
-        (0.0, 1.0)
-    } else if hi - lo < 1e-12 {
-        (lo - 1.0, hi + 1.0)
-    } else {
-        let pad = (hi - lo) * 0.05;
-        (lo - pad, hi + pad)
+/// The SVG document of one scored file.
+pub fn render(file: &ScoredFile, threshold: f64) -> String {
+    // Rows with timestamps go on a time axis; the x of row i is its timestamp.
+    let times = file.timestamps.len() == file.values.len()
+        && file.timestamps.windows(2).all(|w| w[1] >= w[0])
+        && !file.timestamps.is_empty();
+    let x = |i: usize| {
+        if times {
+            file.timestamps[i] as f64
+        } else {
+            i as f64
+        }
     };
-    let root = SVGBackend::with_string(svg, (WIDTH, HEIGHT)).into_drawing_area();
-    let e = |e: DrawingAreaErrorKind<_>| e.to_string();
-    root.fill(&WHITE).map_err(e)?;
-    let (top, bottom) = root.split_vertically(HEIGHT * 2 / 3);
-    let window_fill = RGBColor(255, 200, 80).mix(0.35).filled();
+    let axis = if times { XAxis::Time } else { XAxis::Index };
+    let bands: Vec<Band> = file
+        .windows
+        .iter()
+        .filter(|(a, b)| *a < file.values.len() && a <= b)
+        .map(|&(a, b)| Band {
+            from: x(a),
+            to: x(b.min(file.values.len().saturating_sub(1))),
+        })
+        .collect();
+    let span = if file.values.is_empty() {
+        None
+    } else {
+        Some((x(0), x(file.values.len() - 1)))
+    };
+    let detections: Vec<(f64, f64)> = file
+        .scores
+        .iter()
+        .enumerate()
+        .filter(|&(i, &s)| s >= threshold && file.values.get(i).is_some_and(|v| v.is_finite()))
+        .map(|(i, _)| (x(i), file.values[i]))
+        .collect();
+    let n_det = detections.len();
 
-    let mut values = ChartBuilder::on(&top)
-        .margin(8)
-        .build_cartesian_2d(0.0..n, lo..hi)
-        .map_err(e)?;
-    values
-        .draw_series(
-            file.windows
-                .iter()
-                .map(|&(a, b)| Rectangle::new([(a as f64, lo), (b as f64, hi)], window_fill)),
-        )
-        .map_err(e)?;
-    values
-        .draw_series(LineSeries::new(
-            file.values
-                .iter()
-                .enumerate()
-                .filter(|(_, v)| v.is_finite())
-                .map(|(i, &v)| (i as f64, v)),
-            &BLUE,
-        ))
-        .map_err(e)?;
-    values
-        .draw_series(
+    let mut values = Chart::new(
+        format!(
+            "{} — {} rows",
+            file.rel,
+            chart::format_value(file.values.len() as f64, Unit::Count)
+        ),
+        Unit::Count,
+    )
+    .size(WIDTH, VALUES_HEIGHT)
+    .line(
+        "value",
+        file.values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (x(i), v))
+            .collect(),
+    );
+    values.x_axis = axis;
+    values.x_range = span;
+    values.zero = false;
+    values.bands = bands.clone();
+    values.band_label = format!("labelled anomaly window ({})", file.windows.len());
+    values.markers = detections;
+    values.marker_label = format!("detection: score ≥ {threshold} ({n_det})");
+
+    let mut scores = Chart::new("anomaly score", Unit::Count)
+        .size(WIDTH, SCORES_HEIGHT)
+        .line(
+            "score",
             file.scores
                 .iter()
                 .enumerate()
-                .filter(|&(i, &s)| s >= threshold && file.values[i].is_finite())
-                .map(|(i, _)| Circle::new((i as f64, file.values[i]), 4, RED.filled())),
+                .map(|(i, &s)| (x(i), s))
+                .collect(),
         )
-        .map_err(e)?;
+        .threshold("operating threshold", threshold, true);
+    scores.lines[0].color = chart::PALETTE[1];
+    scores.x_axis = axis;
+    scores.x_range = span;
+    scores.y_range = Some((0.0, 1.0));
+    scores.bands = bands;
+    scores.band_label = "labelled anomaly window".into();
 
-    let mut scores = ChartBuilder::on(&bottom)
-        .margin(8)
-        .build_cartesian_2d(0.0..n, 0.0..1.05)
-        .map_err(e)?;
-    scores
-        .draw_series(
-            file.windows
-                .iter()
-                .map(|&(a, b)| Rectangle::new([(a as f64, 0.0), (b as f64, 1.05)], window_fill)),
-        )
-        .map_err(e)?;
-    scores
-        .draw_series(LineSeries::new(
-            [(0.0, threshold), (n, threshold)],
-            &RGBColor(150, 150, 150),
-        ))
-        .map_err(e)?;
-    scores
-        .draw_series(LineSeries::new(
-            file.scores.iter().enumerate().map(|(i, &s)| (i as f64, s)),
-            &RED,
-        ))
-        .map_err(e)?;
-    root.present().map_err(e)?;
-    Ok(())
+    let height = VALUES_HEIGHT + SCORES_HEIGHT;
+    let mut svg = String::with_capacity(64 * 1024);
+    let _ = write!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" height="{height}" font-family="sans-serif" font-size="11" color="black"><title>{}</title><rect width="100%" height="100%" fill="white"/>"#,
+        chart::escape(&file.rel)
+    );
+    values.render_body(&mut svg, 0.0, 0.0);
+    scores.render_body(&mut svg, 0.0, f64::from(VALUES_HEIGHT));
+    svg.push_str("</svg>\n");
+    svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plot_has_dates_windows_threshold_and_detections() {
+        let t0 = 1_430_000_000i64; // 2015-04-25
+        let n = 2000;
+        let file = ScoredFile {
+            rel: "realKnownCause/a&b.csv".into(),
+            timestamps: (0..n).map(|i| t0 + 300 * i as i64).collect(),
+            values: (0..n)
+                .map(|i| if i == 1500 { 90.0 } else { 10.0 })
+                .collect(),
+            scores: (0..n).map(|i| if i == 1500 { 0.9 } else { 0.1 }).collect(),
+            windows: vec![(1400, 1600)],
+            labelled: true,
+        };
+        let svg = render(&file, 0.6);
+        assert!(
+            svg.contains("realKnownCause/a&amp;b.csv — 2,000 rows"),
+            "title"
+        );
+        assert!(svg.contains(">2015-04-26<"), "dates on the time axis");
+        assert!(svg.contains(">UTC<"));
+        assert!(
+            svg.contains("labelled anomaly window (1)"),
+            "legend names the windows"
+        );
+        assert!(
+            svg.contains("detection: score ≥ 0.6 (1)"),
+            "legend names detections"
+        );
+        assert!(
+            svg.contains("operating threshold 0.6"),
+            "threshold in the legend"
+        );
+        assert_eq!(
+            svg.matches("<circle").count(),
+            2,
+            "one detection + its legend dot"
+        );
+        assert!(
+            svg.matches(r#"fill-opacity="0.22""#).count() >= 2,
+            "window shaded in both panels"
+        );
+    }
 }

@@ -1,5 +1,6 @@
-//! `GET /v1/cache/{name}`: the cached document with `ETag` = its content hash (a strong
-//! validator: the version alone could name other bytes on another agent), `If-None-Match` →
+//! `GET /v1/cache/{name}` over [`lookout_cache::Cache`]: the cached document with `ETag` = its
+//! content hash (a strong validator: the version alone could name other bytes on another
+//! agent), `If-None-Match` →
 //! 304, `?consistency=strong` validated against the blob tier first (503 when it cannot be),
 //! and the `X-Lookout-Version` / `X-Lookout-Staleness-Seconds` headers.
 

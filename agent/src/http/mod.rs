@@ -1,6 +1,6 @@
-//! The HTTP surface of CONTRACT.md on axum: `/metrics`, `/healthz`, `/readyz`, the alert and
-//! findings APIs, runbooks (`alerts.rs`), and the routes of the cache (`cache.rs`) and the
-//! primary tracker (`tracker.rs`).
+//! The HTTP surface of CONTRACT.md on axum: the status page `/` ([`page`]), `/metrics`,
+//! `/healthz`, `/readyz`, the alert and findings APIs, runbooks (`alerts.rs`), and the routes
+//! of the cache (`cache.rs`) and the primary tracker (`tracker.rs`).
 //!
 //! Handlers read the current components through [`Components`], which a config reload swaps
 //! whole, so a request never sees half of an old config and half of a new one.
@@ -8,6 +8,7 @@
 mod alerts;
 mod cache;
 pub mod guard;
+pub mod page;
 pub mod serve;
 mod tracker;
 
@@ -33,6 +34,7 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/", page::routes(&state.ctx))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -5,7 +5,6 @@
 
 use super::AppState;
 use crate::components::tracker::ProxyPolicy;
-use crate::tracker::{ForwardBody, Tracker, TrackerError, is_hop_by_hop};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
@@ -14,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use bytes::Bytes;
 use futures::StreamExt;
+use lookout_tracker::{ForwardBody, Tracker, TrackerError, is_hop_by_hop};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio::sync::mpsc::error::TrySendError;
@@ -226,7 +226,7 @@ async fn read_body(
 /// the client pauses longer than `idle_timeout`, and (3) gives the throttle slot back as soon
 /// as the client, not the primary, is what the stream waits for — so clients that read
 /// slowly (or never) cannot keep every slot and make all other requests 429.
-fn relay(streamed: crate::tracker::Streamed, policy: &ProxyPolicy) -> Response {
+fn relay(streamed: lookout_tracker::Streamed, policy: &ProxyPolicy) -> Response {
     let status = streamed.response.status();
     let mut headers = streamed.response.headers().clone();
     strip_connection_headers(&mut headers);

@@ -3,7 +3,10 @@
 //! memory, or the socket's SO_RCVTIMEO), and what it waits on.
 
 use super::target::{self, FdKind, TcpTable};
-use lookout_detectors::timeout::{Call, Party, Role, ThreadState, Timeout};
+use lookout_detectors::timeout::{
+    Call, Link, Party, PeerSide, Role, ThreadState, Timeout, TimeoutSource,
+};
+use procfs::net::TcpState;
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 
@@ -107,7 +110,14 @@ pub struct Decoder<'a> {
     pub thread_names: &'a HashMap<i32, String>,
     /// Client sockets still to be asked (pidfd_getfd) while decoding this call.
     pub info_budget: usize,
+    /// Owner (pid, fd) of the other end of a connection, by that end's inode: found once by a
+    /// scan of /proc.
+    pub owners: &'a mut HashMap<u64, Option<(i32, i32)>>,
 }
+
+/// A client must have awaited its peer this long before the peer's side is looked at (it
+/// costs a scan of /proc the first time): a request answered within it is the normal case.
+const PEER_LOOK_AFTER_MS: u32 = 1000;
 
 /// Client sockets asked per decoded call.
 pub const SOCKET_INFO_BUDGET: usize = 16;
@@ -121,13 +131,16 @@ impl Decoder<'_> {
         };
         let fd0 = a[0] as i32;
         let mut remaining = false;
+        let mut source = TimeoutSource::Argument;
         let (name, timeout, parties): (&str, Timeout, Vec<Party>) = match nr {
             SYS_READ | SYS_READV | SYS_RECVFROM | SYS_RECVMSG | SYS_RECVMMSG => {
                 let (t, p) = self.fd_wait(fd0, false);
+                source = TimeoutSource::SocketOption;
                 (syscall_name(nr), t, p)
             }
             SYS_WRITE | SYS_SENDTO | SYS_SENDMSG | SYS_CONNECT => {
                 let (t, p) = self.fd_wait(fd0, true);
+                source = TimeoutSource::SocketOption;
                 (syscall_name(nr), t, p)
             }
             SYS_ACCEPT | SYS_ACCEPT4 => (
@@ -146,16 +159,22 @@ impl Decoder<'_> {
                 self.ptr_timeout(a[4], nr == SYS_PSELECT6),
                 self.select_parties(a[0], a[1], a[2]),
             ),
-            SYS_EPOLL_WAIT | SYS_EPOLL_PWAIT => (
-                syscall_name(nr),
-                ms_timeout(a[3]),
-                self.fd_parties(fd0, true),
-            ),
-            SYS_EPOLL_PWAIT2 => (
-                "epoll_pwait2",
-                self.ptr_timeout(a[3], true),
-                self.fd_parties(fd0, true),
-            ),
+            SYS_EPOLL_WAIT | SYS_EPOLL_PWAIT => {
+                source = TimeoutSource::EventLoopTimer;
+                (
+                    syscall_name(nr),
+                    ms_timeout(a[3]),
+                    self.fd_parties(fd0, true),
+                )
+            }
+            SYS_EPOLL_PWAIT2 => {
+                source = TimeoutSource::EventLoopTimer;
+                (
+                    "epoll_pwait2",
+                    self.ptr_timeout(a[3], true),
+                    self.fd_parties(fd0, true),
+                )
+            }
             SYS_NANOSLEEP => (
                 "nanosleep",
                 self.ptr_timeout(a[0], true),
@@ -201,6 +220,7 @@ impl Decoder<'_> {
             state: ThreadState::Blocked(Call {
                 syscall: name.to_string(),
                 timeout,
+                timeout_source: source,
                 parties,
                 site: pc,
             }),
@@ -234,13 +254,13 @@ impl Decoder<'_> {
                 };
                 (timeout, vec![party])
             }
-            FdKind::Stream => (Timeout::Infinite, vec![Party::Stream]),
+            FdKind::Stream | FdKind::Pipe => (Timeout::Infinite, vec![Party::Stream]),
             _ => (Timeout::Infinite, vec![Party::Local]),
         }
     }
 
     /// The party of socket `fd`; for a client TCP socket also what a copy of it tells (its
-    /// byte counters and timeouts).
+    /// byte counters and timeouts) and the evidence of the conversation ([`Link`]).
     fn socket(&mut self, fd: i32, inode: u64) -> (Party, Option<target::SocketInfo>) {
         let table = self.tcp.get_or_insert_with(|| TcpTable::read(self.pid));
         let Some(mut party) = table.party(inode) else {
@@ -250,6 +270,7 @@ impl Decoder<'_> {
         if let Party::Socket {
             role: Role::Client,
             bytes,
+            link,
             ..
         } = &mut party
         {
@@ -260,19 +281,136 @@ impl Decoder<'_> {
                 info = self.pidfd.and_then(|p| target::socket_info(p, fd));
             }
             *bytes = info.as_ref().and_then(|i| i.bytes);
+            *link = Some(self.link(inode, info.as_ref()));
         }
         (party, info)
+    }
+
+    /// What the kernel shows of client connection `inode`: is an answer awaited, since when
+    /// has the peer been silent, does the peer take what is sent, and — when the peer is a
+    /// process of this host — what its side is doing.
+    fn link(&mut self, inode: u64, info: Option<&target::SocketInfo>) -> Link {
+        let table = self.tcp.get_or_insert_with(|| TcpTable::read(self.pid));
+        let Some(entry) = table.entry(inode).cloned() else {
+            return Link::default();
+        };
+        let connecting = matches!(entry.state, TcpState::SynSent);
+        let in_flight = u64::from(entry.tx_queue);
+        let (awaiting, silent_ms) = match info.and_then(|i| i.bytes.zip(i.last_data)) {
+            _ if connecting => (Some(true), None),
+            // Data the peer does not take: it waits on the peer, and the peer's silence is
+            // not the question (window probes keep the counters moving).
+            _ if in_flight > 0 => (Some(true), None),
+            Some(((received, _), (last_recv, last_sent))) => {
+                // Never answered, or sent again since the last answer: awaiting. The silence
+                // that counts starts at the client's last word (a keep-alive connection
+                // silent for minutes has only had since the new request to answer).
+                let awaiting = received == 0 || last_sent < last_recv;
+                (
+                    Some(awaiting),
+                    Some(if awaiting {
+                        last_sent.min(last_recv)
+                    } else {
+                        last_recv
+                    }),
+                )
+            }
+            None => (None, None),
+        };
+        let mut link = Link {
+            silent: silent_ms.map(|ms| f64::from(ms) / 1000.0),
+            awaiting,
+            in_flight: Some(in_flight),
+            peer_side: PeerSide::Unknown,
+            deadline: None,
+        };
+        if awaiting != Some(false)
+            && (connecting || in_flight > 0 || silent_ms.is_some_and(|ms| ms >= PEER_LOOK_AFTER_MS))
+        {
+            link.peer_side = self.peer_side(inode);
+        }
+        link
+    }
+
+    /// The other end of a connection between two processes of this host.
+    fn peer_side(&mut self, inode: u64) -> PeerSide {
+        let table = self.tcp.get_or_insert_with(|| TcpTable::read(self.pid));
+        let Some(ours) = table.entry(inode) else {
+            return PeerSide::Unknown;
+        };
+        let listener = table.listener_of(ours.remote);
+        let other = table
+            .other_end(inode)
+            .map(|(other, e)| (other, u64::from(e.rx_queue)));
+        if self.owners.len() > 4096 {
+            self.owners.clear();
+        }
+        let mut owner_of = |inode: u64| {
+            *self
+                .owners
+                .entry(inode)
+                .or_insert_with(|| target::socket_owner(inode))
+        };
+        match other.map(|(o, q)| (owner_of(o), q)) {
+            Some((Some((pid, fd)), queued)) => {
+                let process = target::process_label(pid);
+                if target::is_stopped(pid) {
+                    PeerSide::Stopped { process }
+                } else if queued > 0 {
+                    PeerSide::Unread { process, queued }
+                } else if target::waits_on_fd(pid, fd) {
+                    PeerSide::Holding { process }
+                } else {
+                    PeerSide::Busy { process }
+                }
+            }
+            // No other end yet (a connect the listener's full queue does not answer), or one
+            // nobody has open: it still sits in the listener's accept queue.
+            _ => match listener.and_then(&mut owner_of) {
+                Some((pid, _)) if target::is_stopped(pid) => PeerSide::Stopped {
+                    process: target::process_label(pid),
+                },
+                Some((pid, _)) => PeerSide::NotAccepted {
+                    process: target::process_label(pid),
+                },
+                None => PeerSide::Unknown,
+            },
+        }
     }
 
     fn fd_parties(&mut self, fd: i32, follow_epoll: bool) -> Vec<Party> {
         match target::fd_kind(self.pid, fd) {
             FdKind::Socket(inode) => vec![self.socket(fd, inode).0],
             FdKind::Stream => vec![Party::Stream],
+            FdKind::Pipe => vec![Party::Stream],
             FdKind::Epoll if follow_epoll => target::epoll_members(self.pid, fd, MAX_FDS)
                 .into_iter()
-                .flat_map(|m| self.fd_parties(m, false))
+                .flat_map(|(m, data)| self.epoll_member(m, data))
                 .collect(),
             _ => vec![Party::Local],
+        }
+    }
+
+    /// A descriptor registered in an epoll set. A pipe there is the event loop's own wake-up
+    /// channel (libuv's async handle, Go's netpoll break, a self-pipe), not a pipeline on the
+    /// other end: it is local. For a client socket of a Go program, the deadline the runtime
+    /// keeps for it is read from its pollDesc.
+    fn epoll_member(&mut self, fd: i32, data: u64) -> Vec<Party> {
+        match target::fd_kind(self.pid, fd) {
+            FdKind::Pipe => vec![Party::Local],
+            FdKind::Socket(inode) => {
+                let mut party = self.socket(fd, inode).0;
+                if let Party::Socket {
+                    role: Role::Client,
+                    link: Some(link),
+                    ..
+                } = &mut party
+                {
+                    link.deadline = target::go_deadline(self.pid, fd, data);
+                }
+                vec![party]
+            }
+            _ => self.fd_parties(fd, false),
         }
     }
 

@@ -4,8 +4,8 @@
 
 use super::sampler::{ProcessSampler, SampleError, now};
 use lookout_detectors::timeout::{
-    DetectorConfig, ProcessDetector, Suspect, Timeout, Verdict, blocked_counts, declared_deadline,
-    format_seconds,
+    DetectorConfig, ProcessDetector, Suspect, Timeout, Verdict, Wait, blocked_counts,
+    declared_deadline, format_seconds,
 };
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -20,7 +20,9 @@ pub struct DiagnoseOptions {
     pub seconds: f64,
     /// Samples per second.
     pub hz: f64,
-    pub hang_threshold: f64,
+    /// Seconds the other party must have been silent for a wait with no timeout to be a
+    /// missing timeout.
+    pub quiet_period: f64,
     pub max_timeout: f64,
 }
 
@@ -34,44 +36,84 @@ pub struct Report {
     pub threads: usize,
     /// Threads in a timeout-related call at the last sample, by (call, infinite timeout).
     pub blocked: BTreeMap<(String, bool), u64>,
+    /// Every thread's wait at the last sample, with the detector's reading of it.
+    pub waits: Vec<Wait>,
     pub samples: usize,
     pub sampled_seconds: f64,
-    pub hang_threshold: f64,
+    pub quiet_period: f64,
     pub max_timeout: f64,
+    /// The process exited while it was watched: the verdict covers what was seen until then.
+    pub exited: bool,
 }
 
-/// Watch the process for `seconds` and classify it.
+/// Watch the process for `seconds` and classify it. A process that exits while watched ends
+/// the watch early: the report covers what was seen until then (`exited`).
 pub fn diagnose(opts: &DiagnoseOptions) -> Result<Report, SampleError> {
     let mut sampler = ProcessSampler::new(opts.pid)?;
     let mut detector = ProcessDetector::new(DetectorConfig {
-        hang_threshold: opts.hang_threshold,
+        quiet_period: opts.quiet_period,
         max_timeout: opts.max_timeout,
         ..DetectorConfig::default()
     });
+    // Read now: once the process is gone there is no command line to read.
+    detector.set_declared(declared_deadline(&sampler.command_line()));
+    let mut process = sampler.process_name();
     let start = now();
     let period = 1.0 / opts.hz.clamp(0.5, 200.0);
     let mut samples = 0usize;
-    let last = loop {
+    let mut last = None;
+    let mut exited = false;
+    loop {
         let tick = now();
-        let sample = sampler.sample()?;
-        detector.observe(&sample);
-        samples += 1;
+        match sampler.sample() {
+            Ok(sample) => {
+                detector.observe(&sample);
+                samples += 1;
+                last = Some(sample);
+            }
+            Err(SampleError::NoProcess(_)) if samples > 0 => {
+                exited = true;
+                break;
+            }
+            Err(e) => return Err(e),
+        }
         let elapsed = now() - start;
         if elapsed + period > opts.seconds {
-            break sample;
+            break;
         }
         let next = tick + period - now();
         if next > 0.0 {
             std::thread::sleep(Duration::from_secs_f64(next));
         }
-    };
+    }
+    let last = last.unwrap_or_default();
     // Names as of now: a process that exec'd while watched (a wrapper script) has a new one.
-    let process = sampler.process_name();
-    detector.set_declared(declared_deadline(&sampler.command_line()));
-    let mut findings = detector.suspects();
+    if !exited {
+        let name = sampler.process_name();
+        if !name.is_empty() {
+            process = name;
+        }
+        detector.set_declared(declared_deadline(&sampler.command_line()));
+    }
+    // A process that is gone waits on nobody: no suspects, only what was seen.
+    let mut findings = if exited {
+        Vec::new()
+    } else {
+        detector.suspects()
+    };
+    let mut waits = if exited {
+        Vec::new()
+    } else {
+        detector.explain(&last)
+    };
     for f in &mut findings {
         if let Some(name) = sampler.thread_name(f.tid) {
             f.comm = name;
+        }
+    }
+    for w in &mut waits {
+        if let Some(f) = findings.iter().find(|f| f.tid == w.tid) {
+            w.comm = f.comm.clone();
         }
     }
     Ok(Report {
@@ -79,13 +121,86 @@ pub fn diagnose(opts: &DiagnoseOptions) -> Result<Report, SampleError> {
         process,
         verdict: ProcessDetector::verdict_of(&findings),
         threads: last.threads.len(),
-        blocked: blocked_counts(&last),
+        blocked: if exited {
+            BTreeMap::new()
+        } else {
+            blocked_counts(&last)
+        },
         findings,
+        waits,
         samples,
         sampled_seconds: now() - start,
-        hang_threshold: opts.hang_threshold,
+        quiet_period: opts.quiet_period,
         max_timeout: opts.max_timeout,
+        exited,
     })
+}
+
+/// Waits that read the same (same call, timeout, parties and reading), with their threads:
+/// a JVM's dozens of parked workers are one line.
+pub struct WaitGroup<'a> {
+    pub wait: &'a Wait,
+    pub tids: Vec<i32>,
+    pub comms: Vec<String>,
+    /// The range of finite timeouts of the group (a pool's timed waits differ a little).
+    pub finite: Option<(f64, f64)>,
+}
+
+impl WaitGroup<'_> {
+    pub fn timeout_text(&self) -> String {
+        match self.finite {
+            Some((lo, hi)) if hi > lo => {
+                format!("{}-{} s", format_seconds(lo), format_seconds(hi))
+            }
+            Some((lo, _)) => format!("{} s", format_seconds(lo)),
+            None if self.wait.timeout == Timeout::Unknown => "timeout unknown".into(),
+            None => "no timeout".into(),
+        }
+    }
+}
+
+pub fn group_waits(waits: &[Wait]) -> Vec<WaitGroup<'_>> {
+    let mut groups: Vec<WaitGroup> = Vec::new();
+    for w in waits {
+        let same = groups.iter_mut().find(|g| {
+            g.wait.verdict == Verdict::Ok
+                && w.verdict == Verdict::Ok
+                && g.wait.syscall == w.syscall
+                && g.wait.timeout.is_finite() == w.timeout.is_finite()
+                && g.wait.on == w.on
+                && g.wait.note == w.note
+        });
+        let t = match w.timeout {
+            Timeout::Finite(t) => Some(t),
+            _ => None,
+        };
+        match same {
+            Some(g) => {
+                if let (Some((lo, hi)), Some(t)) = (&mut g.finite, t) {
+                    *lo = lo.min(t);
+                    *hi = hi.max(t);
+                }
+                g.tids.push(w.tid);
+                if !g.comms.contains(&w.comm) && g.comms.len() < 4 {
+                    g.comms.push(w.comm.clone());
+                }
+            }
+            None => groups.push(WaitGroup {
+                wait: w,
+                tids: vec![w.tid],
+                comms: vec![w.comm.clone()],
+                finite: t.map(|t| (t, t)),
+            }),
+        }
+    }
+    // Suspects first, then the largest groups.
+    groups.sort_by(|a, b| {
+        b.wait
+            .verdict
+            .cmp(&a.wait.verdict)
+            .then(b.tids.len().cmp(&a.tids.len()))
+    });
+    groups
 }
 
 /// One finding as the CONTRACT JSON object (also the `detail` of the daemon's findings).
@@ -98,6 +213,17 @@ pub fn finding_json(s: &Suspect) -> serde_json::Value {
         "blocked_seconds": (s.blocked_seconds * 10.0).round() / 10.0,
         "peer": s.peer,
         "detail": format!("{}; {}", s.detail, s.advice),
+        "confidence": s.confidence.as_str(),
+        "evidence": {
+            "syscall": s.syscall,
+            "timeout": s.timeout.contract_text(),
+            "timeout_source": s.evidence.timeout_source.as_str(),
+            "peer": s.peer,
+            "bytes_in_flight": s.evidence.bytes_in_flight,
+            "silent_seconds": s.evidence.silent_seconds,
+            "peer_side": s.evidence.peer_side.describe(),
+            "attempts": s.attempts,
+        },
     })
 }
 
@@ -108,6 +234,16 @@ impl Report {
             "process": self.process,
             "verdict": self.verdict.as_str(),
             "findings": self.findings.iter().map(finding_json).collect::<Vec<_>>(),
+            "waits": group_waits(&self.waits).iter().map(|g| json!({
+                "tids": g.tids,
+                "comm": g.comms,
+                "syscall": g.wait.syscall,
+                "timeout": g.timeout_text(),
+                "on": g.wait.on,
+                "verdict": g.wait.verdict.as_str(),
+                "note": g.wait.note,
+            })).collect::<Vec<_>>(),
+            "exited": self.exited,
         })
     }
 
@@ -150,11 +286,61 @@ impl Report {
             let _ = writeln!(o, "    timeout:     {timeout}");
             let _ = writeln!(o, "    stuck for:   {}", human_duration(s.blocked_seconds));
             let _ = writeln!(o, "    waiting on:  {}", s.peer);
+            let _ = writeln!(
+                o,
+                "    evidence:    {} confidence; timeout from the {}; peer silent {} s{}{}",
+                s.confidence.as_str(),
+                s.evidence.timeout_source.as_str(),
+                format_seconds(s.evidence.silent_seconds),
+                s.evidence
+                    .bytes_in_flight
+                    .filter(|b| *b > 0)
+                    .map(|b| format!("; {b} bytes sent and not taken"))
+                    .unwrap_or_default(),
+                s.evidence
+                    .peer_side
+                    .describe()
+                    .map(|d| format!("; {d}"))
+                    .unwrap_or_default()
+            );
             if s.attempts > 1 {
                 let _ = writeln!(o, "    attempts:    {}", s.attempts);
             }
             let _ = writeln!(o, "    why:         {}", s.detail);
             let _ = writeln!(o, "    what to do:  {}", s.advice);
+        }
+        if self.exited {
+            let _ = writeln!(o);
+            let _ = writeln!(
+                o,
+                "the process exited while watched ({} samples): nothing waits any more",
+                self.samples
+            );
+        }
+        if !self.waits.is_empty() {
+            let _ = writeln!(o);
+            let _ = writeln!(o, "every thread's wait at the last sample:");
+            for g in group_waits(&self.waits) {
+                let w = g.wait;
+                let who = if g.tids.len() == 1 {
+                    format!("thread {} ({})", g.tids[0], g.comms.join(", "))
+                } else {
+                    format!("{} threads ({})", g.tids.len(), g.comms.join(", "))
+                };
+                let timeout = g.timeout_text();
+                let _ = writeln!(
+                    o,
+                    "  {:<7} {who}: {} ({timeout}) on {} — {}",
+                    if w.verdict == Verdict::Ok {
+                        "ok".to_string()
+                    } else {
+                        w.verdict.to_string()
+                    },
+                    w.syscall,
+                    w.on,
+                    w.note
+                );
+            }
         }
         if !self.blocked.is_empty() {
             let parts: Vec<String> = self
@@ -172,8 +358,8 @@ impl Report {
         }
         let _ = writeln!(
             o,
-            "thresholds: hang after {} s, timeouts above {} s are too large (--hang-threshold, --max-timeout)",
-            format_seconds(self.hang_threshold),
+            "thresholds: a wait with no timeout on a party silent {} s is missing one, timeouts above {} s are too large (--quiet-period, --max-timeout)",
+            format_seconds(self.quiet_period),
             format_seconds(self.max_timeout)
         );
         o

@@ -26,6 +26,9 @@ const RESCAN_SECONDS: f64 = 2.0;
 /// sampled. (A 1 s period cost 1.6 % of a core for 500 threads that wake every 50 ms, most of
 /// it the kernel rendering their `syscall` files; 2 s halves it.)
 const CALM_AFTER: f64 = 3.0;
+/// How often a thread that sleeps in a wait on another party is decoded again although it
+/// did not run: the evidence around it (the peer's side) changes while it sleeps.
+const REFRESH_PARTY: f64 = 1.0;
 const CALM_PERIOD: f64 = 2.0;
 
 #[derive(Debug, Error)]
@@ -52,6 +55,10 @@ struct ThreadFiles {
     calm_since: Option<f64>,
     /// Not looked at again before this time (calm threads).
     next_look: f64,
+    /// The last decoded call waits on another party.
+    on_party: bool,
+    /// When the syscall line was last decoded.
+    decoded_at: f64,
 }
 
 impl ThreadFiles {
@@ -84,6 +91,8 @@ pub struct ProcessSampler {
     names: HashMap<i32, String>,
     last_scan: f64,
     sockopt_cache: HashMap<(u64, bool), Timeout>,
+    /// Owners of the other ends of connections (see `Decoder::owners`).
+    owners: HashMap<u64, Option<(i32, i32)>>,
     buf: Vec<u8>,
     /// CLOCK_MONOTONIC minus the scheduler clock of `sched` files (they drift apart by
     /// seconds on some machines), measured on our own running thread.
@@ -106,6 +115,7 @@ impl ProcessSampler {
             names: HashMap::new(),
             last_scan: f64::NEG_INFINITY,
             sockopt_cache: HashMap::new(),
+            owners: HashMap::new(),
             buf: vec![0u8; 512],
             sched_offset: 0.0,
             started: process_start_monotonic(pid).unwrap_or(f64::NEG_INFINITY),
@@ -200,6 +210,8 @@ impl ProcessSampler {
                     last: None,
                     calm_since: None,
                     next_look: 0.0,
+                    on_party: false,
+                    decoded_at: 0.0,
                 },
             );
         }
@@ -239,10 +251,13 @@ impl ProcessSampler {
                 gone.push(*tid);
                 continue;
             };
-            // Not scheduled since the last tick: still in the same call, nothing to re-read.
+            // Not scheduled since the last tick: still in the same call, nothing to re-read —
+            // except, now and then, a wait on another party, whose evidence (the peer's side,
+            // the connection's counters) moves while the thread sleeps.
             if tf.last_sched == Some(sched)
                 && let Some(last) = &tf.last
                 && last.state != ThreadState::Running
+                && !(tf.on_party && at - tf.decoded_at >= REFRESH_PARTY)
             {
                 let last = last.clone();
                 tf.schedule(&last.state, at);
@@ -270,6 +285,7 @@ impl ProcessSampler {
                 sockopt_cache: &mut self.sockopt_cache,
                 thread_names: names,
                 info_budget: super::decode::SOCKET_INFO_BUDGET,
+                owners: &mut self.owners,
             };
             let decoded = decoder.decode(&line);
             let mut state = decoded.state;
@@ -303,6 +319,8 @@ impl ProcessSampler {
                 io,
             };
             tf.schedule(&sample.state, at);
+            tf.on_party = matches!(&sample.state, ThreadState::Blocked(c) if waits_on_other_party(c).is_some());
+            tf.decoded_at = at;
             tf.last = Some(sample.clone());
             out.push(sample);
         }

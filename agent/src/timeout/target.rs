@@ -62,10 +62,24 @@ pub fn clock_secs(clock: libc::clockid_t) -> f64 {
     ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }
 
+/// One TCP socket of the table.
+#[derive(Clone)]
+pub struct TcpEntry {
+    pub local: std::net::SocketAddr,
+    pub remote: std::net::SocketAddr,
+    pub state: TcpState,
+    /// Bytes received and not yet read by the owner.
+    pub rx_queue: u32,
+    /// Bytes written and not yet acknowledged by the peer (unsent ones included).
+    pub tx_queue: u32,
+}
+
 /// The TCP sockets of the target's network namespace, by inode.
 #[derive(Default)]
 pub struct TcpTable {
-    by_inode: HashMap<u64, (std::net::SocketAddr, std::net::SocketAddr, TcpState)>,
+    by_inode: HashMap<u64, TcpEntry>,
+    /// (local, remote) → inode, to find the other end of a connection on this host.
+    by_ends: HashMap<(std::net::SocketAddr, std::net::SocketAddr), u64>,
     /// Local (addr, port) of listeners.
     listeners: Vec<std::net::SocketAddr>,
 }
@@ -77,17 +91,58 @@ impl TcpTable {
         for e in p.tcp().into_iter().chain(p.tcp6()).flatten() {
             if matches!(e.state, TcpState::Listen) {
                 t.listeners.push(e.local_address);
+            } else {
+                t.by_ends
+                    .insert((plain(e.local_address), plain(e.remote_address)), e.inode);
             }
-            t.by_inode
-                .insert(e.inode, (e.local_address, e.remote_address, e.state));
+            t.by_inode.insert(
+                e.inode,
+                TcpEntry {
+                    local: e.local_address,
+                    remote: e.remote_address,
+                    state: e.state,
+                    rx_queue: e.rx_queue,
+                    tx_queue: e.tx_queue,
+                },
+            );
         }
         t
+    }
+
+    /// The listener that accepts connections to `addr`.
+    pub fn listener_of(&self, addr: std::net::SocketAddr) -> Option<u64> {
+        let addr = plain(addr);
+        self.by_inode
+            .iter()
+            .find(|(_, e)| {
+                matches!(e.state, TcpState::Listen)
+                    && plain(e.local).port() == addr.port()
+                    && (e.local.ip().is_unspecified() || plain(e.local).ip() == addr.ip())
+            })
+            .map(|(i, _)| *i)
+    }
+
+    pub fn entry(&self, inode: u64) -> Option<&TcpEntry> {
+        self.by_inode.get(&inode)
+    }
+
+    /// The other end of connection `inode` when it is a socket of this network namespace:
+    /// its inode and entry.
+    pub fn other_end(&self, inode: u64) -> Option<(u64, &TcpEntry)> {
+        let e = self.by_inode.get(&inode)?;
+        let other = *self.by_ends.get(&(plain(e.remote), plain(e.local)))?;
+        (other != inode).then(|| (other, &self.by_inode[&other]))
     }
 
     /// The party of a TCP socket, or `None` when the inode is not TCP (unix, UDP, netlink).
     /// `bytes` is filled later, for client sockets only.
     pub fn party(&self, inode: u64) -> Option<Party> {
-        let (local, remote, state) = self.by_inode.get(&inode)?;
+        let TcpEntry {
+            local,
+            remote,
+            state,
+            ..
+        } = self.by_inode.get(&inode)?;
         let role = match state {
             TcpState::Listen => Role::Listener,
             TcpState::SynSent => Role::Client,
@@ -103,6 +158,7 @@ impl TcpTable {
             state: tcp_state_name(state).into(),
             peer,
             bytes: None,
+            link: None,
         })
     }
 
@@ -111,6 +167,18 @@ impl TcpTable {
         self.listeners
             .iter()
             .any(|l| l.port() == local.port() && (l.ip().is_unspecified() || l.ip() == local.ip()))
+    }
+}
+
+/// An IPv4-mapped IPv6 address as the IPv4 address it is: a dual-stack client (the JVM) has
+/// its end in tcp6 while an IPv4 server has the other in tcp.
+fn plain(a: std::net::SocketAddr) -> std::net::SocketAddr {
+    match a {
+        std::net::SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => std::net::SocketAddr::new(v4.into(), v6.port()),
+            None => a,
+        },
+        v4 => v4,
     }
 }
 
@@ -134,7 +202,9 @@ fn tcp_state_name(s: &TcpState) -> &'static str {
 /// What a file descriptor of the target is.
 pub enum FdKind {
     Socket(u64),
+    /// A terminal.
     Stream,
+    Pipe,
     Epoll,
     Other,
     Gone,
@@ -147,7 +217,7 @@ pub fn fd_kind(pid: i32, fd: i32) -> FdKind {
     let text = link.to_string_lossy();
     match FDTarget::from_str(&text) {
         Ok(FDTarget::Socket(inode)) => FdKind::Socket(inode),
-        Ok(FDTarget::Pipe(_)) => FdKind::Stream,
+        Ok(FDTarget::Pipe(_)) => FdKind::Pipe,
         Ok(FDTarget::AnonInode(k)) if k.contains("eventpoll") => FdKind::Epoll,
         Ok(FDTarget::Path(p)) => {
             let p = p.to_string_lossy();
@@ -161,16 +231,180 @@ pub fn fd_kind(pid: i32, fd: i32) -> FdKind {
     }
 }
 
-/// The descriptors an epoll instance watches (`tfd:` lines of its fdinfo), at most `cap`.
-pub fn epoll_members(pid: i32, epfd: i32, cap: usize) -> Vec<i32> {
+/// The descriptors an epoll instance watches (`tfd:` lines of its fdinfo), at most `cap`,
+/// each with the `data` word the program registered it with (an event loop's cookie: the
+/// fd itself for libuv and Python, a pointer to the runtime's poll descriptor for Go).
+pub fn epoll_members(pid: i32, epfd: i32, cap: usize) -> Vec<(i32, u64)> {
     let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{epfd}")) else {
         return Vec::new();
     };
     text.lines()
-        .filter_map(|l| l.strip_prefix("tfd:"))
-        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+        .filter_map(|l| parse_tfd(l))
         .take(cap)
         .collect()
+}
+
+/// `tfd:        6 events: 8000201d data:     7f25cda46ed8  pos:0 ino:5d24 sdev:9`
+fn parse_tfd(line: &str) -> Option<(i32, u64)> {
+    let rest = line.strip_prefix("tfd:")?;
+    let mut it = rest.split_whitespace();
+    let fd = it.next()?.parse().ok()?;
+    let mut data = 0;
+    while let Some(w) = it.next() {
+        if w == "data:" {
+            data = u64::from_str_radix(it.next()?, 16).ok()?;
+            break;
+        }
+    }
+    Some((fd, data))
+}
+
+/// The deadline Go's netpoller keeps for descriptor `fd`, from the `pollDesc` its epoll
+/// registration points at: `Some(Infinite)` when it has none, `Some(Finite(seconds left))`
+/// when a read or write deadline is set, `None` when `data` is not a Go pollDesc.
+///
+/// Go does not hand deadlines to the kernel: a `conn.SetReadDeadline` is a runtime timer, and
+/// the one epoll_wait of the process sleeps until the earliest timer of any goroutine. What
+/// the kernel does show is the epoll registration's data word, a pointer to the runtime's
+/// `pollDesc` (tagged with a sequence number in the high or low bits since Go 1.21), whose
+/// second word is the fd (stable since Go 1.4: the self-check that this is one) and which
+/// holds the read and write deadlines as nanotime (CLOCK_MONOTONIC ns), each twice: in the
+/// deadline field and in its timer's `when`. The layout between them changes across Go
+/// versions, so the deadline is found as a future nanotime that appears twice, not by offset.
+pub fn go_deadline(pid: i32, fd: i32, data: u64) -> Option<Timeout> {
+    // Go ≤ 1.20 registers the plain pointer; 1.21+ packs it as ptr << 16 | tag
+    // (taggedPointer, 48 address bits), unpacked as (data as i64 >> 19) << 3.
+    let candidates = [data, (((data as i64) >> 19) << 3) as u64];
+    for ptr in candidates {
+        if ptr < 4096 || ptr % 8 != 0 {
+            continue;
+        }
+        let mut buf = [0u8; 320];
+        if !read_mem(pid, ptr, &mut buf) {
+            continue;
+        }
+        let words: Vec<i64> = buf
+            .chunks_exact(8)
+            .map(|c| i64::from_ne_bytes(c.try_into().expect("8 bytes")))
+            .collect();
+        if words[1] != i64::from(fd) {
+            continue;
+        }
+        let now_ns = (clock_secs(libc::CLOCK_MONOTONIC) * 1e9) as i64;
+        // Go caps far deadlines; a year is beyond any timeout question.
+        let horizon = now_ns + 365 * 86_400 * 1_000_000_000;
+        let mut best: Option<i64> = None;
+        for (i, w) in words.iter().enumerate().skip(2) {
+            if *w > now_ns
+                && *w < horizon
+                && words[i + 1..].contains(w)
+                && best.is_none_or(|b| *w < b)
+            {
+                best = Some(*w);
+            }
+        }
+        return Some(match best {
+            Some(at) => Timeout::Finite((at - now_ns) as f64 / 1e9),
+            None => Timeout::Infinite,
+        });
+    }
+    None
+}
+
+/// The process that owns socket `inode` and the descriptor it has it as, found by scanning
+/// `/proc/*/fd` (costly: callers cache it per inode).
+pub fn socket_owner(inode: u64) -> Option<(i32, i32)> {
+    let want = format!("socket:[{inode}]");
+    for p in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for f in fds.flatten() {
+            if std::fs::read_link(f.path()).is_ok_and(|l| l.as_os_str() == want.as_str())
+                && let Some(fd) = f.file_name().to_str().and_then(|s| s.parse().ok())
+            {
+                return Some((pid, fd));
+            }
+        }
+    }
+    None
+}
+
+/// `comm (pid N)` of a process.
+pub fn process_label(pid: i32) -> String {
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    format!("{} pid {pid}", comm.trim())
+}
+
+/// Whether process `pid` is stopped (SIGSTOP, a tracer): state `T` or `t` in its stat.
+pub fn is_stopped(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, r)| r.trim_start().starts_with(['T', 't']))
+        })
+        .unwrap_or(false)
+}
+
+/// Whether a thread of `pid` is blocked waiting on its descriptor `fd`: reading it, or in a
+/// poll/select/epoll whose set holds it.
+pub fn waits_on_fd(pid: i32, fd: i32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    let mut epolls: HashMap<i32, bool> = HashMap::new();
+    for t in tasks.flatten() {
+        let Ok(line) = std::fs::read_to_string(t.path().join("syscall")) else {
+            continue;
+        };
+        let mut it = line.split_whitespace();
+        let Some(nr) = it.next().and_then(|n| n.parse::<i64>().ok()) else {
+            continue;
+        };
+        let args: Vec<u64> = it
+            .take(6)
+            .filter_map(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16).ok())
+            .collect();
+        if args.len() < 6 {
+            continue;
+        }
+        let hit = match nr {
+            // read, readv, recvfrom, recvmsg
+            0 | 19 | 45 | 47 => args[0] as i32 == fd,
+            // epoll_wait, epoll_pwait, epoll_pwait2
+            232 | 281 | 441 => *epolls.entry(args[0] as i32).or_insert_with(|| {
+                epoll_members(pid, args[0] as i32, 65_536)
+                    .iter()
+                    .any(|(m, _)| *m == fd)
+            }),
+            // poll, ppoll: struct pollfd { int fd; short events; short revents; }
+            7 | 271 => {
+                let n = (args[1] as usize).min(4096);
+                let mut buf = vec![0u8; n * 8];
+                read_mem(pid, args[0], &mut buf)
+                    && buf
+                        .chunks_exact(8)
+                        .any(|c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]) == fd)
+            }
+            // select, pselect6: the read set
+            23 | 270 => {
+                let n = (args[0] as usize).min(1024);
+                let mut buf = vec![0u8; n.div_ceil(64) * 8];
+                (fd as usize) < n
+                    && read_mem(pid, args[1], &mut buf)
+                    && buf[fd as usize / 8] & (1 << (fd % 8)) != 0
+            }
+            _ => false,
+        };
+        if hit {
+            return true;
+        }
+    }
+    false
 }
 
 /// The holder of the file lock a blocked flock/fcntl waits for on `fd`: `pid N (comm)`.
@@ -196,13 +430,14 @@ pub fn pidfd_open(pid: i32) -> Option<OwnedFd> {
     (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
-/// What a copy of the target's socket tells: SO_RCVTIMEO, SO_SNDTIMEO, and TCP_INFO's byte
-/// counters.
+/// What a copy of the target's socket tells: SO_RCVTIMEO, SO_SNDTIMEO, and TCP_INFO.
 pub struct SocketInfo {
     pub recv_timeout: Timeout,
     pub send_timeout: Timeout,
     /// (bytes received, bytes acked) of a TCP socket.
     pub bytes: Option<(u64, u64)>,
+    /// (ms since data was last received, ms since data was last sent) of a TCP socket.
+    pub last_data: Option<(u32, u32)>,
 }
 
 /// Ask the target's socket `fd`: a copy of the descriptor is taken with pidfd_getfd, asked,
@@ -218,8 +453,14 @@ pub fn socket_info(pidfd: &OwnedFd, fd: i32) -> Option<SocketInfo> {
     let info = SocketInfo {
         recv_timeout: sock_timeout(&copy, libc::SO_RCVTIMEO),
         send_timeout: sock_timeout(&copy, libc::SO_SNDTIMEO),
-        bytes: tcp_bytes(&copy),
+        bytes: None,
+        last_data: None,
     };
+    let mut info = info;
+    if let Some(t) = tcp_info(&copy) {
+        info.bytes = Some((t.tcpi_bytes_received, t.tcpi_bytes_acked));
+        info.last_data = Some((t.tcpi_last_data_recv, t.tcpi_last_data_sent));
+    }
     drop(copy);
     Some(info)
 }
@@ -249,7 +490,7 @@ fn sock_timeout(sock: &OwnedFd, opt: libc::c_int) -> Timeout {
     }
 }
 
-fn tcp_bytes(sock: &OwnedFd) -> Option<(u64, u64)> {
+fn tcp_info(sock: &OwnedFd) -> Option<libc::tcp_info> {
     // SAFETY: tcp_info is plain old data; all-zero is a valid value.
     let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
@@ -265,5 +506,21 @@ fn tcp_bytes(sock: &OwnedFd) -> Option<(u64, u64)> {
         )
     };
     let needed = std::mem::offset_of!(libc::tcp_info, tcpi_bytes_received) + 8;
-    (rc == 0 && len as usize >= needed).then_some((info.tcpi_bytes_received, info.tcpi_bytes_acked))
+    (rc == 0 && len as usize >= needed).then_some(info)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoll_fdinfo_lines_give_fd_and_data() {
+        assert_eq!(
+            parse_tfd(
+                "tfd:        6 events: 8000201d data:     7f25cda46ed8  pos:0 ino:5d24 sdev:9"
+            ),
+            Some((6, 0x7f25_cda4_6ed8))
+        );
+        assert_eq!(parse_tfd("pos:	0"), None);
+    }
 }

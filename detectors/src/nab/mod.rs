@@ -17,6 +17,7 @@
 //! Written by hand because no Rust crate implements NAB's scoring; it is small and tested
 //! against hand-computed cases below.
 
+pub mod cv;
 mod time;
 
 pub use time::parse_timestamp;
@@ -258,6 +259,17 @@ impl Corpus {
         result.score = self.normalise(p, result.raw);
         result
     }
+}
+
+/// Detections (score ≥ `threshold`) of a file outside its windows, after probation.
+pub fn false_positives(file: &FileInput, threshold: f64) -> usize {
+    let probation = probation_rows(file.scores.len());
+    file.scores
+        .iter()
+        .enumerate()
+        .skip(probation)
+        .filter(|&(i, &s)| s >= threshold && !file.windows.iter().any(|&(a, b)| a <= i && i <= b))
+        .count()
 }
 
 /// The smallest f64 above `x` (a threshold that detects nothing).

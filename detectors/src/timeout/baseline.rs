@@ -35,9 +35,9 @@ impl Baseline {
         s.longest = s.longest.max(seconds);
     }
 
-    /// The hang threshold for a wait at `site`: `base`, or twice the longest wait that ended
+    /// The silence a wait at `site` needs before it is a hang: `base`, or twice the longest wait that ended
     /// well there, whichever is larger.
-    pub fn hang_threshold(&self, syscall: &str, site: u64, base: f64) -> f64 {
+    pub fn threshold(&self, syscall: &str, site: u64, base: f64) -> f64 {
         match self.sites.get(&(syscall.to_string(), site)) {
             Some(s) if s.completed > 0 => base.max(2.0 * s.longest),
             _ => base,

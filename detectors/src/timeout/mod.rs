@@ -30,7 +30,7 @@ mod detector;
 
 pub use baseline::Baseline;
 pub use cmdline::{Declared, declared_deadline};
-pub use detector::{DetectorConfig, ProcessDetector, Suspect};
+pub use detector::{Confidence, DetectorConfig, Evidence, ProcessDetector, Suspect, Wait};
 
 use serde::Serialize;
 use std::fmt;
@@ -108,6 +108,9 @@ pub enum Party {
         /// Bytes received and sent on it so far (TCP_INFO), for client sockets: what came
         /// back ends a stall, what went out again while nothing came back is a re-attempt.
         bytes: Option<(u64, u64)>,
+        /// What the kernel says of the conversation on a client socket, when it could be
+        /// asked: the evidence of a missing timeout.
+        link: Option<Link>,
     },
     /// A lock another thread or process holds: a mutex (futex in its contended state) or a
     /// file lock (flock, fcntl F_SETLKW).
@@ -132,12 +135,106 @@ pub enum Party {
     Local,
 }
 
+/// What the kernel shows of a client connection while a thread waits on it (TCP_INFO of a
+/// copy of the socket, the TCP table, and the peer's side when it is on this host).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Link {
+    /// Seconds since the peer last sent data (TCP_INFO `last_data_recv`; since the connect
+    /// when it never did), as of the sample.
+    pub silent: Option<f64>,
+    /// Whether the client awaits the peer: its connect or its data has not gone through, it
+    /// was never answered, or it sent again since the last answer. `Some(false)`: the last
+    /// word was the peer's (an idle keep-alive connection, a subscriber between messages),
+    /// so waiting on it is waiting for news, not for an answer.
+    pub awaiting: Option<bool>,
+    /// Bytes written that the peer has not acknowledged or that are not sent yet: a peer
+    /// that does not read.
+    pub in_flight: Option<u64>,
+    /// The other end, when it is a process on this host.
+    pub peer_side: PeerSide,
+    /// A deadline the program keeps for this connection itself (Go's netpoller keeps read
+    /// deadlines in its pollDesc, not in the syscall): `Infinite` when it has none,
+    /// `Finite(s)` with the seconds left as of the sample.
+    pub deadline: Option<Timeout>,
+}
+
+/// The peer's side of a connection between two processes of this host.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub enum PeerSide {
+    /// Not on this host, or not found.
+    #[default]
+    Unknown,
+    /// The peer has not read what the client sent (bytes wait in its receive queue).
+    Unread { process: String, queued: u64 },
+    /// The connection waits in the accept queue of a listener that has not taken it.
+    NotAccepted { process: String },
+    /// The peer process is stopped (SIGSTOP, a debugger).
+    Stopped { process: String },
+    /// The peer read the request and none of its threads waits on this connection: it is
+    /// busy with the request (or stuck on something of its own: a lock, another peer).
+    Busy { process: String },
+    /// The peer read the request and waits on this very connection (a broker holding a
+    /// blocking pop until a job comes, a long poll, a stream): the client is held on purpose.
+    Holding { process: String },
+}
+
+impl PeerSide {
+    pub fn describe(&self) -> Option<String> {
+        match self {
+            PeerSide::Unknown => None,
+            PeerSide::Unread { process, queued } => Some(format!(
+                "the peer ({process}) has not read the request ({queued} bytes wait in its queue)"
+            )),
+            PeerSide::NotAccepted { process } => Some(format!(
+                "the peer ({process}) has not accepted the connection (it waits in its listen queue)"
+            )),
+            PeerSide::Stopped { process } => Some(format!("the peer ({process}) is stopped")),
+            PeerSide::Busy { process } => Some(format!(
+                "the peer ({process}) read the request and is busy elsewhere, not answering"
+            )),
+            PeerSide::Holding { process } => Some(format!(
+                "the peer ({process}) read the request and holds it, waiting on the connection"
+            )),
+        }
+    }
+}
+
+/// Where a call's timeout value comes from: it says how sure a verdict resting on it is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeoutSource {
+    /// The call's own argument (poll, select, futex, a sleep): the wait's timeout itself.
+    #[default]
+    Argument,
+    /// The socket's SO_RCVTIMEO / SO_SNDTIMEO, for a plain read, write or connect.
+    SocketOption,
+    /// An event loop's epoll_wait: the loop's next timer, which may belong to anything.
+    EventLoopTimer,
+    /// A deadline the program keeps for the connection in user space (Go's pollDesc).
+    RuntimeDeadline,
+    /// The client's command line (curl --max-time).
+    CommandLine,
+}
+
+impl TimeoutSource {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TimeoutSource::Argument => "syscall argument",
+            TimeoutSource::SocketOption => "socket option (SO_RCVTIMEO/SO_SNDTIMEO)",
+            TimeoutSource::EventLoopTimer => "event loop's next timer (epoll_wait argument)",
+            TimeoutSource::RuntimeDeadline => "runtime deadline of the connection (Go pollDesc)",
+            TimeoutSource::CommandLine => "command line",
+        }
+    }
+}
+
 /// One blocking call a thread sits in.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Call {
     /// System call name (`recvfrom`, `poll`, `futex`, ...).
     pub syscall: String,
     pub timeout: Timeout,
+    pub timeout_source: TimeoutSource,
     /// What it waits on; several for poll/select/epoll.
     pub parties: Vec<Party>,
     /// Program counter of the call: with the syscall it keys the baseline.
@@ -219,6 +316,17 @@ pub fn waits_on_other_party(call: &Call) -> Option<String> {
     let mut peers: Vec<String> = Vec::new();
     for party in &call.parties {
         match party {
+            // The last word on it was the peer's: an idle keep-alive connection or a
+            // subscriber between messages waits for news, not for an answer.
+            Party::Socket {
+                role: Role::Client,
+                link:
+                    Some(Link {
+                        awaiting: Some(false),
+                        ..
+                    }),
+                ..
+            } => {}
             Party::Socket {
                 role: Role::Client,
                 peer,
@@ -263,6 +371,18 @@ pub fn client_bytes(call: &Call) -> Vec<(u64, u64, u64)> {
             _ => None,
         })
         .collect()
+}
+
+/// The connection evidence of the client sockets a call awaits.
+pub fn awaited_links(call: &Call) -> impl Iterator<Item = &Link> {
+    call.parties.iter().filter_map(|p| match p {
+        Party::Socket {
+            role: Role::Client,
+            link: Some(l),
+            ..
+        } if l.awaiting != Some(false) => Some(l),
+        _ => None,
+    })
 }
 
 /// The client sockets (inodes) of a call, to notice a new connection to the same peer.

@@ -9,6 +9,7 @@ fn client(inode: u64, peer: &str) -> Party {
         state: "ESTABLISHED".into(),
         peer: Some(peer.into()),
         bytes: None,
+        link: None,
     }
 }
 
@@ -16,6 +17,7 @@ fn call(syscall: &str, timeout: Timeout, parties: Vec<Party>) -> Call {
     Call {
         syscall: syscall.into(),
         timeout,
+        timeout_source: TimeoutSource::Argument,
         parties,
         site: 0x1234,
     }
@@ -34,7 +36,7 @@ fn thread(tid: i32, state: ThreadState, wakeups: u64, io: (u64, u64)) -> ThreadS
 
 fn cfg() -> DetectorConfig {
     DetectorConfig {
-        hang_threshold: 2.0,
+        quiet_period: 2.0,
         max_timeout: 60.0,
         ..DetectorConfig::default()
     }
@@ -100,6 +102,7 @@ fn servers_pools_sleepers_and_terminals_are_ok() {
         state: "LISTEN".into(),
         peer: None,
         bytes: None,
+        link: None,
     };
     let accepted = Party::Socket {
         inode: 2,
@@ -107,6 +110,7 @@ fn servers_pools_sleepers_and_terminals_are_ok() {
         state: "ESTABLISHED".into(),
         peer: Some("127.0.0.1:5555".into()),
         bytes: None,
+        link: None,
     };
     let states = [
         call(
@@ -315,7 +319,7 @@ fn baseline_raises_the_threshold_of_a_site_known_to_wait_long_and_succeed() {
         }
     }
     // The first 5 s wait was flagged while it lasted; after it completed, 5 s waits are normal.
-    assert!(det.baseline().hang_threshold("recvfrom", 0x1234, 2.0) >= 9.0);
+    assert!(det.baseline().threshold("recvfrom", 0x1234, 2.0) >= 9.0);
     assert!(det.suspects().is_empty(), "{:?}", det.suspects());
 }
 

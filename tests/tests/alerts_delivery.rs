@@ -1,0 +1,390 @@
+//! Delivery that fails open, against real Alertmanagers:
+//! - two Alertmanagers, one down for the whole test: the live one gets everything in order,
+//!   the dead one's spool stays bounded by the number of distinct alerts however many
+//!   re-sends pass, and when it comes back it receives the latest state of each alert,
+//!   resolutions included;
+//! - `data_dir` on a small tmpfs that turns read-only, then full, during an Alertmanager
+//!   outage: the alerts are still delivered when Alertmanager returns, and the disk failure
+//!   is itself alerted (LookoutAlertSpoolFailing), and resolves when the disk recovers.
+//!
+//! CI-time knobs: `resend_interval = "1s"` (many re-sends in seconds), `keep_firing_for = "1s"`.
+
+use lookout_e2e::alertmanager::{Alertmanager, Receiver, Sleeper, label, stuck_service};
+use lookout_e2e::{Agent, free_port, metric_value, wait_for};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn alerts_section(targets: &[u16], extra: &str) -> String {
+    let list: Vec<String> = targets
+        .iter()
+        .map(|p| format!("\"http://127.0.0.1:{p}\""))
+        .collect();
+    format!(
+        r#"
+[alerts]
+alertmanager = [{}]
+resend_interval = "1s"
+[alerts.rules.ServiceStuckInitializing]
+keep_firing_for = "1s"
+[alerts.rules.ThreadCountAboveExpected]
+for = "1s"
+keep_firing_for = "1s"
+{extra}
+"#,
+        list.join(", ")
+    )
+}
+
+fn metric(agent: &Agent, name: &str) -> f64 {
+    metric_value(&agent.metrics(), name, &[]).unwrap_or(f64::NAN)
+}
+
+/// Notice files in the queue directory of each Alertmanager.
+fn queue_files(data_dir: &Path) -> Vec<usize> {
+    let Ok(queues) = std::fs::read_dir(data_dir.join("alerts/spool")) else {
+        return Vec::new();
+    };
+    let mut out: Vec<usize> = queues
+        .flatten()
+        .filter(|q| q.path().is_dir())
+        .map(|q| {
+            std::fs::read_dir(q.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+                .count()
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn a_dead_alertmanager_costs_one_entry_per_alert_and_gets_the_latest_state() {
+    let live_rx = Receiver::start();
+    let live = Alertmanager::start(free_port(), live_rx.port);
+    let dead_port = free_port();
+    let (a, a_re) = Sleeper::start("41");
+    let (_b, b_re) = Sleeper::start("42");
+    let agent = Agent::start(&format!(
+        "{}{}{}",
+        stuck_service("flappy", &a_re, "expected_max_threads = 0"),
+        stuck_service("steady", &b_re, ""),
+        alerts_section(&[live.port, dead_port], "")
+    ));
+    let data_dir = agent.dir.path().join("data");
+    // Distinct alerts this test ever raises: flappy's page and ticket, steady's page.
+    const DISTINCT: usize = 3;
+
+    wait_for(
+        "3 alerts firing at the live Alertmanager",
+        Duration::from_secs(30),
+        || (live.alerts().len() == 3).then_some(()),
+    );
+    // Many re-sends (1 s each) while one Alertmanager is dead; flappy ends: its two alerts
+    // resolve. The dead one's queue never holds more than one entry per alert.
+    let mut max_dead = 0;
+    let until = Instant::now() + Duration::from_secs(15);
+    let mut ended = false;
+    let mut a = Some(a);
+    while Instant::now() < until {
+        if !ended && until - Instant::now() < Duration::from_secs(8) {
+            drop(a.take());
+            ended = true;
+        }
+        let files = queue_files(&data_dir);
+        assert_eq!(files.len(), 2, "one queue per Alertmanager: {files:?}");
+        max_dead = max_dead.max(files[1]);
+        assert!(files[1] <= DISTINCT, "dead queue holds {files:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let sent = metric_value(
+        &agent.metrics(),
+        "lookout_alert_notifications_total",
+        &[("outcome", "sent")],
+    )
+    .unwrap();
+    assert!(sent >= 20.0, "only {sent} notices sent: not many re-sends");
+    assert_eq!(max_dead, DISTINCT, "the dead queue held {max_dead}");
+    assert_eq!(metric(&agent, "lookout_alert_spool_depth"), DISTINCT as f64);
+
+    // The live one got everything in order: each alert firing first, resolved last, and
+    // nothing of flappy firing after its resolution.
+    wait_for(
+        "flappy resolved at the live one",
+        Duration::from_secs(10),
+        || {
+            let got = live_rx.alerts();
+            ["ServiceStuckInitializing", "ThreadCountAboveExpected"]
+                .iter()
+                .all(|n| {
+                    got.iter().any(|r| {
+                        r.status == "resolved"
+                            && r.label("alertname") == *n
+                            && r.label("service") == "flappy"
+                    })
+                })
+                .then_some(())
+        },
+    );
+    for name in ["ServiceStuckInitializing", "ThreadCountAboveExpected"] {
+        let statuses: Vec<String> = live_rx
+            .alerts()
+            .iter()
+            .filter(|r| r.label("alertname") == name && r.label("service") == "flappy")
+            .map(|r| r.status.clone())
+            .collect();
+        assert_eq!(
+            statuses.first().map(String::as_str),
+            Some("firing"),
+            "{name}"
+        );
+        let first_resolved = statuses.iter().position(|s| s == "resolved").unwrap();
+        assert!(
+            statuses[first_resolved..].iter().all(|s| s == "resolved"),
+            "{name}: {statuses:?}"
+        );
+    }
+
+    // The dead one comes back: it receives the latest state of each alert — steady firing,
+    // flappy's two resolved — and its queue empties. (Alertmanager notifies a resolution
+    // only in a group it has notified: flappy's ticket, whose firing it never saw, shows in
+    // what it received, not at the receiver.)
+    let dead_rx = Receiver::start();
+    let back = Alertmanager::start(dead_port, dead_rx.port);
+    wait_for(
+        "the latest state of every alert at the returning Alertmanager",
+        Duration::from_secs(20),
+        || {
+            let got = dead_rx.alerts();
+            let has = |name: &str, svc: &str, status: &str| {
+                got.iter().any(|r| {
+                    r.label("alertname") == name && r.label("service") == svc && r.status == status
+                })
+            };
+            let am_metrics = lookout_e2e::http_get(&back.url("/metrics"))?.1;
+            let resolved = metric_value(
+                &am_metrics,
+                "alertmanager_alerts_received_total",
+                &[("status", "resolved"), ("version", "v2")],
+            )?;
+            (has("ServiceStuckInitializing", "steady", "firing")
+                && has("ServiceStuckInitializing", "flappy", "resolved")
+                && resolved >= 2.0)
+                .then_some(())
+        },
+    );
+    assert!(
+        !dead_rx
+            .alerts()
+            .iter()
+            .any(|r| r.label("service") == "flappy" && r.status == "firing"),
+        "an outdated state reached the returning Alertmanager"
+    );
+    let active: Vec<String> = back
+        .alerts()
+        .iter()
+        .map(|x| format!("{}/{}", label(x, "alertname"), label(x, "service")))
+        .collect();
+    assert_eq!(active, ["ServiceStuckInitializing/steady"]);
+    wait_for("both queues drained", Duration::from_secs(10), || {
+        (queue_files(&data_dir).iter().sum::<usize>() <= 2).then_some(())
+    });
+}
+
+/// A tmpfs mounted for the test, unmounted on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Self {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(at)
+            .status()
+            .expect("mount (the e2e tests run as root)")
+            .success();
+        assert!(ok, "mount -t tmpfs failed: the e2e tests need root");
+        Tmpfs(at.to_path_buf())
+    }
+
+    fn remount(&self, opt: &str) {
+        let ok = Command::new("mount")
+            .args(["-o", &format!("remount,{opt}")])
+            .arg(&self.0)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "remount {opt}");
+    }
+
+    /// Fill it up to the last byte.
+    fn fill(&self) {
+        use std::io::Write;
+        let mut f = std::fs::File::create(self.0.join("filler")).unwrap();
+        let chunk = vec![0u8; 4096];
+        while f.write_all(&chunk).is_ok() {}
+        let _ = f.sync_all();
+    }
+
+    fn unfill(&self) {
+        std::fs::remove_file(self.0.join("filler")).unwrap();
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_read_only_then_full_disk_during_an_outage_loses_nothing_and_is_alerted() {
+    let receiver = Receiver::start();
+    let am_port = free_port();
+    let tag = |t: &str| format!("3{t}");
+    let (_a, a_re) = Sleeper::start(&tag("1"));
+    let b_re = Sleeper::pattern(&tag("2"));
+    let c_re = Sleeper::pattern(&tag("3"));
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let disk = Tmpfs::mount(&data, "1m");
+    let port = free_port();
+    let config = format!(
+        "[agent]\nlisten = \"127.0.0.1:{port}\"\ninterval = \"1s\"\ndata_dir = \"{}\"\nhost = \"test-host\"\n\n{}{}{}{}",
+        data.display(),
+        stuck_service("before", &a_re, ""),
+        stuck_service("while-read-only", &b_re, ""),
+        stuck_service("while-full", &c_re, ""),
+        alerts_section(
+            &[am_port],
+            "[alerts.rules.LookoutAlertSpoolFailing]\nkeep_firing_for = \"1s\"\n"
+        )
+    );
+    let config_path = dir.path().join("lookout.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let agent_dir = tempfile::tempdir().unwrap();
+    let agent = Agent::spawn(agent_dir, port, config_path, &[]);
+    agent.wait_ready(Duration::from_secs(30));
+    wait_for("`before` spooled on disk", Duration::from_secs(20), || {
+        (queue_files(&data) == [1]).then_some(())
+    });
+    assert_eq!(metric(&agent, "lookout_alert_spool_disk_failing"), 0.0);
+
+    // Read-only: a new alert fires; it can only live in memory.
+    disk.remount("ro");
+    let (_b, _) = Sleeper::start(&tag("2"));
+    wait_for("the disk failure noticed", Duration::from_secs(20), || {
+        (metric(&agent, "lookout_alert_spool_disk_failing") == 1.0
+            && metric(&agent, "lookout_alert_spool_memory_only") >= 1.0)
+            .then_some(())
+    });
+    let active = || -> Vec<String> {
+        agent
+            .get("/api/v1/alerts")
+            .and_then(|(_, b)| serde_json::from_str::<Vec<serde_json::Value>>(&b).ok())
+            .unwrap_or_default()
+            .iter()
+            .map(|a| label(a, "alertname").to_string())
+            .collect()
+    };
+    wait_for(
+        "LookoutAlertSpoolFailing at the agent",
+        Duration::from_secs(10),
+        || {
+            active()
+                .contains(&"LookoutAlertSpoolFailing".to_string())
+                .then_some(())
+        },
+    );
+
+    // Writable again but full: another alert, still memory only.
+    disk.remount("rw");
+    disk.fill();
+    let (_c, _) = Sleeper::start(&tag("3"));
+    wait_for(
+        "while-full firing at the agent",
+        Duration::from_secs(20),
+        || {
+            (active()
+                .iter()
+                .filter(|n| *n == "ServiceStuckInitializing")
+                .count()
+                == 3)
+                .then_some(())
+        },
+    );
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(metric(&agent, "lookout_alert_spool_disk_failing"), 1.0);
+    assert!(
+        agent.child.id() > 0 && agent.get("/healthz").is_some(),
+        "the agent survives a sick disk"
+    );
+
+    // Alertmanager returns while the disk is still full: everything arrives, the disk
+    // failure included.
+    let am = Alertmanager::start(am_port, receiver.port);
+    wait_for(
+        "every alert and the disk failure at the receiver",
+        Duration::from_secs(30),
+        || {
+            let got = receiver.alerts();
+            let has = |name: &str, svc: &str| {
+                got.iter().any(|r| {
+                    r.label("alertname") == name
+                        && r.label("service") == svc
+                        && r.status == "firing"
+                })
+            };
+            (has("ServiceStuckInitializing", "before")
+                && has("ServiceStuckInitializing", "while-read-only")
+                && has("ServiceStuckInitializing", "while-full")
+                && has("LookoutAlertSpoolFailing", ""))
+            .then_some(())
+        },
+    );
+    let failing = receiver
+        .alerts()
+        .into_iter()
+        .find(|r| r.label("alertname") == "LookoutAlertSpoolFailing")
+        .unwrap();
+    assert_eq!(failing.label("host"), "test-host");
+    assert!(
+        failing.alert["annotations"]["runbook_url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/runbooks/LookoutAlertSpoolFailing")
+    );
+
+    // The disk recovers: the failure resolves by itself, and what lived in memory is on
+    // disk again (nothing owed: Alertmanager took it all, so the queue is just the re-sends).
+    disk.unfill();
+    let recovered = Instant::now();
+    wait_for(
+        "LookoutAlertSpoolFailing resolved at the receiver",
+        Duration::from_secs(30),
+        || receiver.find(recovered, "LookoutAlertSpoolFailing", "resolved", &[]),
+    );
+    assert_eq!(metric(&agent, "lookout_alert_spool_memory_only"), 0.0);
+    assert_eq!(metric(&agent, "lookout_alert_spool_disk_failing"), 0.0);
+    assert!(
+        metric_value(
+            &agent.metrics(),
+            "lookout_alert_spool_write_errors_total",
+            &[]
+        )
+        .unwrap()
+            > 0.0
+    );
+    drop(am);
+    drop(agent);
+    drop(disk);
+}
