@@ -40,6 +40,8 @@ pub enum DaemonError {
     Serve(std::io::Error),
     #[error("signal handler: {0}")]
     Signal(std::io::Error),
+    #[error("{0}")]
+    Token(String),
 }
 
 /// One running config: its token and tasks.
@@ -88,25 +90,61 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Dae
     };
     let components = Arc::new(Components::default());
 
+    let fds = raise_nofile_limit();
     let listener = crate::http::bind(&config.agent.listen.0)
         .await
         .map_err(DaemonError::Listen)?;
     let local = listener.local_addr().map_err(DaemonError::Listen)?;
     tracing::info!(listen = %local, host = %host, version = crate::telemetry::VERSION, commit = crate::telemetry::GIT_COMMIT, "lookout starting");
+    let listen_host = config
+        .agent
+        .listen
+        .0
+        .rsplit_once(':')
+        .map_or("", |(h, _)| h);
+    let guard = Arc::new(crate::http::guard::Guard::new(
+        local,
+        listen_host,
+        &host,
+        &config.agent.allowed_hosts,
+    ));
+    load_token(&guard, &config).map_err(DaemonError::Token)?;
+    if !guard.has_token() && !local.ip().is_loopback() {
+        tracing::warn!(listen = %local, "the /v1/ API is open to the network: set agent.api_token_file");
+    }
     let app = crate::http::router(crate::http::AppState {
         telemetry: telemetry.clone(),
         ctx: ctx.clone(),
         components: components.clone(),
+        guard: guard.clone(),
     });
+    // Connections beyond what the fd budget leaves room for would fail at accept and starve
+    // everything else that needs an fd (caches, the sampler, probes).
+    let limits = crate::http::serve::Limits {
+        max_connections: config
+            .agent
+            .max_connections
+            .min(fds.saturating_sub(FD_RESERVE) as usize)
+            .max(16),
+        header_timeout: config.agent.header_timeout.get(),
+    };
+    if limits.max_connections < config.agent.max_connections {
+        tracing::warn!(
+            configured = config.agent.max_connections,
+            used = limits.max_connections,
+            nofile = fds,
+            "agent.max_connections lowered to what RLIMIT_NOFILE leaves room for"
+        );
+    }
+    let stats = Arc::new(crate::http::serve::ServerStats::default());
+    spawn_connection_gauge(&ctx, stats.clone());
     let server_token = root.clone();
     // Closed before the server answers its first /readyz, so that no request can find the
     // agent ready before its first probe cycle; start_generation opens it.
     ctx.readiness
         .wait_for("probes", "the first probe cycle has not finished");
     let mut server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { server_token.cancelled().await })
-            .await
+        crate::http::serve::serve(listener, app, limits, stats, server_token).await
     });
 
     spawn_agent_cold_start(&ctx);
@@ -146,6 +184,9 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Dae
                 };
                 match Config::load(path) {
                     Err(e) => tracing::error!("config reload rejected, keeping the running config: {e}"),
+                    Ok(new) if let Err(e) = load_token(&guard, &new) => {
+                        tracing::error!("config reload rejected, keeping the running config: {e}");
+                    }
                     Ok(new) => {
                         notify(&format!("RELOADING=1\nMONOTONIC_USEC={}", crate::systemd::monotonic_usec()));
                         if new.agent.listen != running_config.agent.listen || new.agent.data_dir != running_config.agent.data_dir {
@@ -192,6 +233,78 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Dae
         "lookout stopped"
     );
     Ok(())
+}
+
+/// File descriptors kept for everything but HTTP connections.
+const FD_RESERVE: u64 = 512;
+
+/// Raise RLIMIT_NOFILE's soft limit to its hard limit and return the limit now in force. The
+/// default soft limit (1,024) is what select(2) needs, which the agent does not use; every
+/// connection, cache file and sampled thread takes one fd.
+fn raise_nofile_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read/write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let before = lim.rlim_cur;
+            let wanted = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
+                tracing::debug!(from = before, to = lim.rlim_max, "RLIMIT_NOFILE raised");
+                lim.rlim_cur = lim.rlim_max;
+            } else {
+                tracing::warn!(
+                    soft = before,
+                    hard = lim.rlim_max,
+                    "cannot raise RLIMIT_NOFILE: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
+    }
+    lim.rlim_cur
+}
+
+/// Read `agent.api_token_file` (if set) into the guard; a token that cannot be read is an
+/// error, never an open API.
+fn load_token(guard: &crate::http::guard::Guard, config: &Config) -> Result<(), String> {
+    match &config.agent.api_token_file {
+        None => guard.set_token(None),
+        Some(path) => guard.set_token(Some(&crate::http::guard::read_token(path)?)),
+    }
+    Ok(())
+}
+
+/// `lookout_http_connections`: open API connections, once a second.
+fn spawn_connection_gauge(ctx: &Context, stats: Arc<crate::http::serve::ServerStats>) {
+    let gauge = ctx.series.gauge(
+        &ctx.meter,
+        "lookout_http_connections",
+        "Open connections to the agent's HTTP API",
+        "{connection}",
+    );
+    let token = ctx.shutdown.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = token.cancelled() => return,
+                _ = every.tick() => {}
+            }
+            gauge.set(
+                &[],
+                stats.open.load(std::sync::atomic::Ordering::Relaxed) as f64,
+            );
+        }
+    });
 }
 
 /// Start every component a config asks for, under a fresh child token.

@@ -11,6 +11,7 @@ use cache_common::{Azurite, Exempt, Read};
 use lookout_cache::blob::{self, BlobStore, Fetched};
 use lookout_cache::manifest::Manifest;
 use lookout_e2e::{Agent, lookout_bin};
+use sha2::Digest;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -27,7 +28,7 @@ fn cache_toml(work: &Path, blob: &str, options: &str) -> String {
         w = work.display()
     );
     format!(
-        "[[cache]]\nname = \"fleet\"\nsource = {{ command = [\"sh\", \"-c\", \"{script}\"] }}\nblob = \"{blob}\"\nblob_options = {options}\ncheck_interval = \"200ms\"\nrefresh_interval = \"1s\"\nclaim_ttl = \"1s\"\nsource_timeout = \"5s\"\n"
+        "[[cache]]\nname = \"fleet\"\nsource = {{ command = [\"sh\", \"-c\", \"{script}\"] }}\nblob = \"{blob}\"\nblob_options = {options}\ncheck_interval = \"200ms\"\nrefresh_interval = \"1s\"\nclaim_ttl = \"1s\"\nsource_timeout = \"800ms\"\n"
     )
 }
 
@@ -102,7 +103,12 @@ async fn read_once(client: &reqwest::Client, port: u16, strong: bool) -> Option<
         body.starts_with(b"generation "),
         "served bytes are not a document"
     );
-    assert_eq!(etag, format!("\"{v}\""));
+    // ETag = the content hash (a strong validator of exactly these bytes).
+    let sha: String = sha2::Sha256::digest(&body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(etag, format!("\"{sha}\""));
     Some(v)
 }
 

@@ -80,7 +80,7 @@ fn bad_blobs_keep_the_last_good_version() {
     let doc = work.path().join("doc.json");
     std::fs::write(&doc, b"{\"good\": 1}").unwrap();
     let agent = Agent::start(&format!(
-        "[[cache]]\nname = \"fleet\"\nsource = {{ file = \"{}\" }}\nblob = \"file://{}\"\ncheck_interval = \"100ms\"\nrefresh_interval = \"1h\"\nclaim_ttl = \"1s\"\nmax_size = 1000\n",
+        "[[cache]]\nname = \"fleet\"\nsource = {{ file = \"{}\" }}\nblob = \"file://{}\"\ncheck_interval = \"100ms\"\nrefresh_interval = \"1h\"\nclaim_ttl = \"1s\"\nsource_timeout = \"500ms\"\nmax_size = 1000\n",
         doc.display(),
         blob.display()
     ));
@@ -89,18 +89,19 @@ fn bad_blobs_keep_the_last_good_version() {
         served(&agent).filter(|(v, _)| v == "1")
     });
     assert_eq!(good.1, "{\"good\": 1}");
-    // The HTTP contract: ETag = version, If-None-Match answers 304, staleness header present.
+    // The HTTP contract: ETag = content hash, If-None-Match answers 304, staleness header present.
+    let good_etag = format!("\"{}\"", hex(&Sha256::digest(b"{\"good\": 1}")));
     let (status, headers) = lookout_e2e::block_on(async {
         let r = lookout_e2e::client()
             .get(agent.url("/v1/cache/fleet"))
-            .header("if-none-match", "\"1\"")
+            .header("if-none-match", &good_etag)
             .send()
             .await
             .unwrap();
         (r.status().as_u16(), r.headers().clone())
     });
     assert_eq!(status, 304);
-    assert_eq!(headers.get("etag").unwrap(), "\"1\"");
+    assert_eq!(headers.get("etag").unwrap(), good_etag.as_str());
     assert!(headers.get("x-lookout-staleness-seconds").is_some());
     assert_eq!(agent.get("/v1/cache/nope").unwrap().0, 404);
     // The source goes away, so the agent cannot repair what we break.

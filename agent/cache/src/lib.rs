@@ -114,6 +114,10 @@ pub enum CacheError {
     Source(#[from] SourceError),
     #[error("no version of this cache exists yet")]
     NoVersion,
+    #[error("the blob tier has no manifest: nothing confirms the newest version")]
+    NoManifest,
+    #[error("version {0} is the last one a u64 holds: nothing can be published above it")]
+    VersionExhausted(u64),
 }
 
 impl CacheError {
@@ -128,7 +132,8 @@ impl CacheError {
             CacheError::Conflict(_) => "conflict",
             CacheError::Source(SourceError::TooLarge { .. }) => "too_large",
             CacheError::Source(_) => "source",
-            CacheError::NoVersion => "blob",
+            CacheError::NoVersion | CacheError::NoManifest => "blob",
+            CacheError::VersionExhausted(_) => "format",
         }
     }
 }
@@ -363,6 +368,8 @@ pub struct Cache {
     install: tokio::sync::Mutex<()>,
     /// The newest manifest any read has seen, with its tag (for If-None-Match).
     known: Mutex<Option<(Tag, Manifest)>>,
+    /// The last strong read: when it started and what it returned (single flight).
+    strong_flight: tokio::sync::Mutex<Option<(Instant, Result<Arc<Snapshot>, CacheError>)>>,
     /// Nanoseconds after `started` of the last successful check (0 = never).
     validated_at: AtomicU64,
     started: Instant,
@@ -388,6 +395,7 @@ impl Cache {
             current: ArcSwapOption::empty(),
             install: tokio::sync::Mutex::new(()),
             known: Mutex::new(None),
+            strong_flight: tokio::sync::Mutex::new(None),
             validated_at: AtomicU64::new(0),
             started: Instant::now(),
         })
@@ -515,7 +523,26 @@ impl Cache {
 
     /// A read validated against the blob tier: the version returned is at least the one the
     /// manifest names at the time of the read. Fails when the blob tier cannot confirm it.
+    ///
+    /// Single flight: concurrent strong reads share one manifest read — a caller takes the
+    /// result of a read that *started after it called*, so that read also saw every write
+    /// completed before the call; otherwise it runs one itself, under the lock, for everyone
+    /// waiting behind it. A burst of N calls costs at most two blob reads, not N.
     pub async fn get_strong(&self) -> Result<Arc<Snapshot>, CacheError> {
+        let called = Instant::now();
+        let mut last = self.strong_flight.lock().await;
+        if let Some((started, result)) = last.as_ref()
+            && *started >= called
+        {
+            return result.clone();
+        }
+        let started = Instant::now();
+        let result = self.read_strong().await;
+        *last = Some((started, result.clone()));
+        result
+    }
+
+    async fn read_strong(&self) -> Result<Arc<Snapshot>, CacheError> {
         let known = self.known.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let key = self.manifest_key();
         let fetched = self
@@ -543,8 +570,9 @@ impl Cache {
         };
         let current = self.get();
         let needed = match manifest {
-            // Nothing published: what this agent has is the newest there is.
-            None => return current.ok_or(CacheError::NoVersion),
+            // No manifest (never published, or wiped): the blob tier cannot confirm that what
+            // this agent holds is the newest; answering from local state would not be strong.
+            None => return Err(CacheError::NoManifest),
             Some(m) => m,
         };
         if let Some(cur) = &current
@@ -979,6 +1007,10 @@ impl Cache {
         });
         claimed.writer = self.opts.owner.clone();
         let key = self.manifest_key();
+        // Taken before the claim is written: every observer starts its claim_ttl later than
+        // this, so a claimer that keeps to this deadline never acts on a claim another agent
+        // may already have taken over (after a SIGSTOP or a VM stall, say).
+        let deadline = Instant::now() + self.opts.claim_ttl;
         match self
             .bounded(
                 self.manifest_timeout(),
@@ -998,7 +1030,8 @@ impl Cache {
             }
             Ok(PutOutcome::Written(tag)) => {
                 let repair = st.repair;
-                self.refresh_as_claimer(st, base, tag, repair).await;
+                self.refresh_as_claimer(st, base, tag, repair, deadline)
+                    .await;
             }
         }
     }
@@ -1024,6 +1057,7 @@ impl Cache {
         base: Manifest,
         claim_tag: Tag,
         repair: bool,
+        deadline: Instant,
     ) {
         let span = tracing::info_span!(
             "cache_refresh",
@@ -1047,7 +1081,7 @@ impl Cache {
             let t_publish = Instant::now();
             let mut next = base.clone();
             next.claim = None;
-            next.epoch = base.epoch + 1;
+            next.epoch = base.epoch.wrapping_add(1);
             next.writer = self.opts.owner.clone();
             let bytes = match loaded {
                 Err(e) => {
@@ -1068,14 +1102,42 @@ impl Cache {
             let same_as_top = (blob_v == top
                 && base.data.as_ref().is_some_and(|d| d.sha256 == sha))
                 || (my_v == top && served.as_ref().is_some_and(|s| s.sha256 == sha));
-            let version = if same_as_top && top > 0 { top } else { top + 1 };
+            let version = if same_as_top && top > 0 {
+                top
+            } else {
+                match top.checked_add(1) {
+                    Some(v) => v,
+                    None => {
+                        span.record("outcome", "version_exhausted");
+                        self.record_error(&CacheError::VersionExhausted(top));
+                        return;
+                    }
+                }
+            };
             span.record("new_version", version);
             let upload = repair || base.data.as_ref().is_none_or(|d| d.sha256 != sha);
+            // Fencing by the claimer's own clock: past its claim's deadline another agent may
+            // hold the claim; uploading, collecting garbage or publishing then could delete or
+            // overwrite what that agent published.
+            let expired = |what: &str| {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    span.record("outcome", "claim_expired");
+                    self.record_error(&CacheError::Conflict(format!(
+                        "the refresh claim expired before {what}; leaving the manifest to whoever holds it now"
+                    )));
+                }
+                left
+            };
             if upload {
+                let left = expired("the data upload");
+                if left.is_zero() {
+                    return;
+                }
                 let key = self.data_key(&sha);
                 match self
                     .bounded(
-                        self.data_timeout(),
+                        self.data_timeout().min(left),
                         self.blob.put(&key, bytes.clone(), PutCondition::Overwrite),
                     )
                     .await
@@ -1089,8 +1151,14 @@ impl Cache {
                         return;
                     }
                 }
+                if expired("garbage collection").is_zero() {
+                    return;
+                }
                 self.collect_garbage(&sha, base.data.as_ref().map(|d| d.sha256.as_str()))
                     .await;
+            }
+            if expired("publishing").is_zero() {
+                return;
             }
             next.version = version;
             next.data = Some(DataRef {

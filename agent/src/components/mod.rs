@@ -23,6 +23,8 @@ use tokio::task::JoinSet;
 pub struct Components {
     pub caches: ArcSwap<BTreeMap<String, Arc<lookout_cache::Cache>>>,
     pub trackers: ArcSwap<BTreeMap<String, Arc<lookout_tracker::Tracker>>>,
+    /// What the proxy lets through, per tracker (stored before `trackers`).
+    pub proxy_policies: ArcSwap<BTreeMap<String, Arc<tracker::ProxyPolicy>>>,
     pub alerts: Arc<crate::alerting::AlertsView>,
     /// The alerting state one generation hands to the next (not for handlers).
     pub alerting: Arc<crate::alerting::Handoff>,

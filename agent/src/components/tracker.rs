@@ -51,6 +51,26 @@ pub fn build(ctx: &Context, c: &TrackerConfig) -> Result<Arc<Tracker>, TrackerEr
     )
 }
 
+/// What `/v1/proxy/{service}` lets through for one tracker (from its `[[tracker]]` table).
+#[derive(Clone, Debug)]
+pub struct ProxyPolicy {
+    pub methods: Vec<http::Method>,
+    pub max_request_body: u64,
+    pub max_response_body: u64,
+    pub idle_timeout: Duration,
+}
+
+impl From<&TrackerConfig> for ProxyPolicy {
+    fn from(c: &TrackerConfig) -> Self {
+        Self {
+            methods: c.methods.iter().filter_map(|m| m.parse().ok()).collect(),
+            max_request_body: c.max_request_body,
+            max_response_body: c.max_response_body,
+            idle_timeout: c.idle_timeout.get(),
+        }
+    }
+}
+
 /// Start every `[[tracker]]` of this generation and publish them for the HTTP handlers and
 /// the caches. Called before the caches start: a cache source may be `{ primary = ... }`.
 pub fn start_all(
@@ -60,7 +80,9 @@ pub fn start_all(
     tasks: &mut JoinSet<()>,
 ) {
     let mut trackers = BTreeMap::new();
+    let mut policies = BTreeMap::new();
     for config in configs {
+        policies.insert(config.service.clone(), Arc::new(ProxyPolicy::from(config)));
         match build(ctx, config) {
             Ok(t) => {
                 tasks.spawn(export(ctx.clone(), t.clone()));
@@ -70,6 +92,7 @@ pub fn start_all(
             Err(e) => tracing::error!(service = %config.service, "tracker not started: {e}"),
         }
     }
+    components.proxy_policies.store(Arc::new(policies));
     components.trackers.store(Arc::new(trackers));
 }
 

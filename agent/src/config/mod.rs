@@ -63,6 +63,21 @@ pub struct AgentConfig {
     /// Samples kept per series in the in-memory series store.
     #[serde(default = "default_history")]
     pub history: usize,
+    /// A file holding the bearer token every `/v1/*` request must carry; absent = `/v1/*` is
+    /// open to whoever reaches `listen`.
+    pub api_token_file: Option<PathBuf>,
+    /// More names under which clients may reach the API (the `Host` header), besides IP
+    /// literals, `localhost`, `agent.host` and the host of `listen`.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Connections served at once; more wait in the kernel's accept queue. Lowered at start
+    /// to what RLIMIT_NOFILE leaves room for.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers, and how long an idle
+    /// keep-alive connection stays open.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout: Duration,
 }
 
 impl Default for AgentConfig {
@@ -73,8 +88,19 @@ impl Default for AgentConfig {
             data_dir: default_data_dir(),
             host: default_host(),
             history: default_history(),
+            api_token_file: None,
+            allowed_hosts: Vec::new(),
+            max_connections: default_max_connections(),
+            header_timeout: default_header_timeout(),
         }
     }
+}
+
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_header_timeout() -> Duration {
+    Duration::from_secs(10)
 }
 
 fn default_listen() -> HostPort {
@@ -256,7 +282,8 @@ pub struct CacheConfig {
     /// Largest document accepted, in bytes.
     #[serde(default = "default_max_size")]
     pub max_size: u64,
-    /// How long a refresh claim is honoured by others; default 3 × source timeout.
+    /// How long a refresh claim is honoured by others; longer than `source_timeout`
+    /// (validated), default 3 × source timeout.
     pub claim_ttl: Option<Duration>,
     #[serde(default = "default_source_timeout")]
     pub source_timeout: Duration,
@@ -345,6 +372,34 @@ pub struct TrackerConfig {
     /// Status codes from a replica that also mean "not the primary any more".
     #[serde(default = "default_failover_statuses")]
     pub failover_statuses: Vec<u16>,
+    /// Methods `/v1/proxy` forwards; others get 405.
+    #[serde(default = "default_proxy_methods")]
+    pub methods: Vec<String>,
+    /// Largest request body `/v1/proxy` accepts (413 above), in bytes.
+    #[serde(default = "default_max_request_body")]
+    pub max_request_body: u64,
+    /// Largest response body `/v1/proxy` relays, in bytes; a longer one is cut off.
+    #[serde(default = "default_max_response_body")]
+    pub max_response_body: u64,
+    /// Longest pause in a proxied body, either way (a client that stops sending or reading,
+    /// a primary that stops answering) before the exchange is abandoned.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: Duration,
+}
+
+fn default_proxy_methods() -> Vec<String> {
+    ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+        .map(String::from)
+        .to_vec()
+}
+fn default_max_request_body() -> u64 {
+    8 * 1024 * 1024
+}
+fn default_max_response_body() -> u64 {
+    256 * 1024 * 1024
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn default_max_in_flight() -> usize {
@@ -635,6 +690,17 @@ impl Config {
             if c.max_size == 0 {
                 return fail("max_size", "max_size must be greater than zero".into());
             }
+            if let Some(ttl) = c.claim_ttl
+                && ttl.get() <= c.source_timeout.get()
+            {
+                return fail(
+                    "claim_ttl",
+                    format!(
+                        "claim_ttl {ttl} must be longer than source_timeout {}: other agents would take over a claimer whose source is only slow",
+                        c.source_timeout
+                    ),
+                );
+            }
             if let Some(blob) = &c.blob
                 && let Err(message) = validate_blob_url(blob)
             {
@@ -654,6 +720,21 @@ impl Config {
             }
             if t.max_attempts == 0 {
                 return fail("max_attempts", "max_attempts must be at least 1".into());
+            }
+            for m in &t.methods {
+                let known = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+                if !known.contains(&m.as_str()) {
+                    return fail(
+                        &format!("\"{m}\""),
+                        format!("methods: {m:?} is not one of {}", known.join(", ")),
+                    );
+                }
+            }
+            if t.max_request_body == 0 || t.max_response_body == 0 {
+                return fail(
+                    "max_re",
+                    "max_request_body and max_response_body must be greater than zero".into(),
+                );
             }
             match &t.discovery {
                 Discovery::Http(urls) if urls.is_empty() => {
@@ -682,6 +763,12 @@ impl Config {
         }
         if self.detectors.timeout.sample_hz == 0 || self.detectors.timeout.sample_hz > 1000 {
             return fail("sample_hz", "sample_hz must be between 1 and 1000".into());
+        }
+        if self.agent.max_connections < 16 {
+            return fail(
+                "max_connections",
+                "max_connections must be at least 16".into(),
+            );
         }
         if self.agent.history < 16 {
             return fail("history", "history must be at least 16 samples".into());
@@ -763,6 +850,99 @@ mod tests {
         assert!(err("[agent]\ninterval = \"0s\"\n").starts_with("c.toml:2:12: "));
         let e = err("[[service]]\nname = \"a\"\nmatch = { cmdline = \"(\" }\n");
         assert!(e.starts_with("c.toml:3:21: invalid regex"), "{e}");
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Lines that look like a config: real table headers and keys, values of every kind
+        /// (good, zero, negative, wrong type, out of range).
+        fn line() -> impl Strategy<Value = String> {
+            let header = prop::sample::select(vec![
+                "[agent]",
+                "[[cache]]",
+                "[[tracker]]",
+                "[[service]]",
+                "[alerts]",
+                "[detectors.timeout]",
+                "[export.otlp]",
+                "[bogus]",
+            ])
+            .prop_map(String::from);
+            let key = prop::sample::select(vec![
+                "name",
+                "listen",
+                "interval",
+                "history",
+                "api_token_file",
+                "max_connections",
+                "header_timeout",
+                "allowed_hosts",
+                "source",
+                "blob",
+                "check_interval",
+                "max_size",
+                "service",
+                "discovery",
+                "max_in_flight",
+                "methods",
+                "max_request_body",
+                "idle_timeout",
+                "sample_hz",
+                "match",
+                "endpoint",
+                "nope",
+            ]);
+            let value = prop::sample::select(vec![
+                "\"a\"",
+                "\"\"",
+                "\"5s\"",
+                "\"0s\"",
+                "\"x\"",
+                "0",
+                "-1",
+                "16",
+                "99999999999999999999",
+                "true",
+                "[]",
+                "[\"GET\"]",
+                "[\"BREW\"]",
+                "\"127.0.0.1:9464\"",
+                "\"host:0\"",
+                "{ file = \"/x\" }",
+                "{ http = [\"http://127.0.0.1:1\"] }",
+                "{ exe = \"\" }",
+                "\"memory://\"",
+                "\"ftp://x\"",
+                "{ }",
+                "\"\\u0000\"",
+            ]);
+            prop_oneof![
+                header,
+                (key, value).prop_map(|(k, v)| format!("{k} = {v}")),
+                "[ -~]{0,12}",
+            ]
+        }
+
+        proptest! {
+            /// Any such text: a config, or one error line `c.toml:LINE:COL: ...` pointing
+            /// inside the text. Never a panic.
+            #[test]
+            fn a_config_or_a_located_error(lines in prop::collection::vec(line(), 0..12)) {
+                let text = lines.join("\n");
+                if let Err(e) = Config::parse("c.toml", &text) {
+                    let shown = e.to_string();
+                    let rest = shown.strip_prefix("c.toml:").expect("path first");
+                    let mut parts = rest.splitn(3, ':');
+                    let line: usize = parts.next().unwrap().parse().expect("a line number");
+                    let col: usize = parts.next().unwrap().parse().expect("a column");
+                    prop_assert!(line >= 1 && line <= lines.len().max(1), "{}", shown);
+                    prop_assert!(col >= 1, "{}", shown);
+                    prop_assert!(!shown.contains('\n'), "one line: {:?}", shown);
+                }
+            }
+        }
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! `GET /v1/cache/{name}` over [`lookout_cache::Cache`]: the cached document with `ETag` = its version, `If-None-Match` →
+//! `GET /v1/cache/{name}` over [`lookout_cache::Cache`]: the cached document with `ETag` = its
+//! content hash (a strong validator: the version alone could name other bytes on another
+//! agent), `If-None-Match` →
 //! 304, `?consistency=strong` validated against the blob tier first (503 when it cannot be),
 //! and the `X-Lookout-Version` / `X-Lookout-Staleness-Seconds` headers.
 
@@ -58,7 +60,7 @@ async fn serve(
             );
         }
     };
-    let etag = format!("\"{}\"", snapshot.version);
+    let etag = format!("\"{}\"", snapshot.sha256);
     let staleness = format!("{:.3}", cache.staleness().as_secs_f64());
     let mut out = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&etag) {

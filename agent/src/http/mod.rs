@@ -7,7 +7,9 @@
 
 mod alerts;
 mod cache;
+pub mod guard;
 pub mod page;
+pub mod serve;
 mod tracker;
 
 use crate::components::Components;
@@ -26,6 +28,8 @@ pub struct AppState {
     pub telemetry: Arc<Telemetry>,
     pub ctx: Context,
     pub components: Arc<Components>,
+    /// Host, origin and token checks in front of every route.
+    pub guard: Arc<guard::Guard>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -38,6 +42,10 @@ pub fn router(state: AppState) -> Router {
         .merge(alerts::routes())
         .merge(cache::routes())
         .merge(tracker::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::layer,
+        ))
         .with_state(state)
 }
 

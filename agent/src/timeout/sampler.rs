@@ -99,6 +99,9 @@ pub struct ProcessSampler {
     sched_offset: f64,
     /// When the process started, on CLOCK_MONOTONIC: no call of it began earlier.
     started: f64,
+    /// Threads the last scan could not open for want of file descriptors (EMFILE/ENFILE):
+    /// they are not sampled, and the watcher says so.
+    unsampled: usize,
 }
 
 impl ProcessSampler {
@@ -116,6 +119,7 @@ impl ProcessSampler {
             buf: vec![0u8; 512],
             sched_offset: 0.0,
             started: process_start_monotonic(pid).unwrap_or(f64::NEG_INFINITY),
+            unsampled: 0,
         };
         s.rescan(now())?;
         // Prove the rights on the main thread now rather than at the first tick.
@@ -158,10 +162,16 @@ impl ProcessSampler {
             .unwrap_or_default()
     }
 
+    /// Threads left unsampled at the last scan because no file descriptor was left.
+    pub fn unsampled(&self) -> usize {
+        self.unsampled
+    }
+
     fn rescan(&mut self, at: f64) -> Result<(), SampleError> {
         let dir = format!("/proc/{}/task", self.pid);
         let entries = std::fs::read_dir(&dir).map_err(|e| classify_error(self.pid, e))?;
         let mut seen = Vec::new();
+        self.unsampled = 0;
         for e in entries.flatten() {
             let Some(tid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
                 continue;
@@ -180,7 +190,10 @@ impl ProcessSampler {
                     if matches!(e.kind(), ErrorKind::PermissionDenied) {
                         return Err(SampleError::PermissionDenied(self.pid));
                     }
-                    continue; // the thread exited meanwhile
+                    if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+                        self.unsampled += 1;
+                    }
+                    continue; // the thread exited meanwhile, or no fd was left
                 }
             };
             let comm = std::fs::read_to_string(format!("{base}/comm"))

@@ -34,6 +34,8 @@ struct Watched {
     /// The sampler and detector of the current process instance.
     instance: Option<(ProcessSampler, ProcessDetector)>,
     denied_warned: bool,
+    /// The "out of file descriptors" finding is out for the current shortage.
+    fds_warned: bool,
     retry_at: Option<Instant>,
     blocked_keys: BTreeSet<(String, bool)>,
     reported: BTreeSet<(i32, Verdict)>,
@@ -42,6 +44,7 @@ struct Watched {
 struct Metrics {
     blocked: Gauge,
     suspects: Gauge,
+    unsampled: Gauge,
     errors: Counter<u64>,
 }
 
@@ -81,6 +84,12 @@ fn run(ctx: Context, cfg: TimeoutConfig, services: Vec<(String, ProcessMatch)>) 
             "Threads of a watched service currently classified as a timeout bug, by kind",
             "{thread}",
         ),
+        unsampled: ctx.series.gauge(
+            &ctx.meter,
+            "lookout_timeout_unsampled_threads",
+            "Threads of a watched service the timeout detector cannot sample (no file descriptor left)",
+            "{thread}",
+        ),
         errors: ctx
             .meter
             .u64_counter("lookout_timeout_sample_errors")
@@ -100,6 +109,7 @@ fn run(ctx: Context, cfg: TimeoutConfig, services: Vec<(String, ProcessMatch)>) 
             matcher,
             instance: None,
             denied_warned: false,
+            fds_warned: false,
             retry_at: None,
             blocked_keys: BTreeSet::new(),
             reported: BTreeSet::new(),
@@ -136,6 +146,7 @@ fn run(ctx: Context, cfg: TimeoutConfig, services: Vec<(String, ProcessMatch)>) 
     for w in &watched {
         metrics.blocked.remove_where("service", &w.name);
         metrics.suspects.remove_where("service", &w.name);
+        metrics.unsampled.remove_where("service", &w.name);
     }
 }
 
@@ -220,6 +231,18 @@ fn tick_service(ctx: &Context, w: &mut Watched, m: &Metrics) -> bool {
         }
     };
     detector.observe(&sample);
+    let unsampled = sampler.unsampled();
+    m.unsampled.set(&[("service", &w.name)], unsampled as f64);
+    if unsampled > 0 && !w.fds_warned {
+        let summary = format!(
+            "{unsampled} threads of {} are not sampled: the agent ran out of file descriptors (RLIMIT_NOFILE)",
+            w.name
+        );
+        tracing::warn!(service = %w.name, "{summary}");
+        ctx.findings
+            .push(Finding::new("timeout", "sampler_degraded", summary).label("service", &w.name));
+    }
+    w.fds_warned = unsampled > 0;
     let mut suspects = detector.suspects();
     for s in &mut suspects {
         if let Some(name) = sampler.thread_name(s.tid) {

@@ -285,6 +285,13 @@ pub struct Streamed {
 }
 
 impl Streamed {
+    /// The response and its throttle slot, for a caller that decides itself when the slot
+    /// is no longer needed (the proxy frees it once the client, not the primary, is what a
+    /// stream waits for).
+    pub fn into_parts(self) -> (reqwest::Response, OwnedSemaphorePermit) {
+        (self.response, self.permit)
+    }
+
     /// The body as a stream that keeps the throttle slot until it ends or is dropped.
     pub fn into_stream(
         self,
@@ -353,8 +360,11 @@ impl Tracker {
             service: service.to_string(),
             reason: e.to_string(),
         };
+        // Redirects are never followed: a replica answering `302 Location: <anywhere>` would
+        // otherwise make the agent fetch from any host its network identity reaches (SSRF).
         let client = reqwest::Client::builder()
             .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
             .tcp_nodelay(true)
             .pool_max_idle_per_host(settings.max_in_flight)
             .connect_timeout(settings.request_timeout.min(Duration::from_secs(1)))
@@ -364,6 +374,7 @@ impl Tracker {
         // the request read timeout.
         let discovery_client = reqwest::Client::builder()
             .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
             .tcp_nodelay(true)
             .connect_timeout(settings.discovery_timeout)
             .build()
@@ -521,6 +532,9 @@ impl Tracker {
         }
         if let Some(hint) = hint {
             match Primary::new(hint, None) {
+                Ok(p) if !self.resolver.hint_allowed(&p.base) => {
+                    tracing::warn!(service = %self.service, hint = %p.base, "ignoring an X-Primary hint that names no configured replica");
+                }
                 Ok(p) if self.primary().as_ref().map(|c| &c.base) != Some(&p.base) => {
                     self.publish_if(seen, Some(p), "hint");
                     return;

@@ -60,6 +60,16 @@ impl Resolver {
         }
     }
 
+    /// Whether a `421`'s `X-Primary` hint naming `base` may be followed: only towards a
+    /// configured replica. With an etcd election the leader key is the only authority, so
+    /// hints are never taken (a replica is asked for nothing the election does not say).
+    pub(super) fn hint_allowed(&self, base: &str) -> bool {
+        match self {
+            Resolver::Http(r) => r.is_replica(base),
+            Resolver::Etcd(_) => false,
+        }
+    }
+
     /// A watcher that learns of a new primary before a request fails, when the source has one.
     pub(super) fn observer(&self) -> Option<EtcdGateway> {
         match self {
@@ -87,7 +97,19 @@ struct PrimaryAnswer {
     term: Option<i64>,
 }
 
+/// A base URL in one spelling: parsed, without a trailing slash.
+fn normalise(base: &str) -> String {
+    url::Url::parse(base)
+        .map(|u| u.as_str().trim_end_matches('/').to_string())
+        .unwrap_or_else(|_| base.trim_end_matches('/').to_string())
+}
+
 impl HttpResolver {
+    fn is_replica(&self, base: &str) -> bool {
+        let base = normalise(base);
+        self.replicas.iter().any(|r| *r == base)
+    }
+
     async fn discover(&self, failing: Option<&Primary>) -> Result<Primary, DiscoveryError> {
         let n = self.replicas.len();
         if n == 0 {
@@ -115,6 +137,12 @@ impl HttpResolver {
                         continue;
                     }
                     match Primary::new(&answer.primary, term) {
+                        // The proxy only ever sends to a configured replica: an answer naming
+                        // any other host (a compromised or confused replica) is not followed.
+                        Ok(p) if !self.is_replica(&p.base) => errors.push(format!(
+                            "{replica}: named {:?}, which is not a configured replica",
+                            &*p.base
+                        )),
                         Ok(p) => {
                             if let Some(t) = term {
                                 self.highest_term.fetch_max(t, Ordering::Relaxed);
