@@ -4,7 +4,6 @@
 
 pub mod alerting;
 pub mod anomaly;
-pub mod cache;
 pub mod chart;
 pub mod components;
 pub mod config;
@@ -17,4 +16,3 @@ pub mod series;
 pub mod systemd;
 pub mod telemetry;
 pub mod timeout;
-pub mod tracker;

@@ -69,9 +69,17 @@ enum Command {
         /// Write one SVG per file here: values, score, labelled windows, detections.
         #[arg(long)]
         plot: Option<PathBuf>,
-        /// Which detector: `lookout` (the daemon's) or `netdata` (the baseline).
+        /// Which detector: `lookout` (the daemon's), `netdata` (the baseline) or `cad-ose`
+        /// (NAB's CAD OSE, causal: its value range learnt online).
         #[arg(long, default_value = "lookout")]
         detector: lookout_detectors::anomaly::Method,
+        /// With `--detector cad-ose`: give it each file's minimum and maximum up front, as NAB
+        /// does (NOT causal; for comparison with NAB's scoreboard only).
+        #[arg(long)]
+        nab_range: bool,
+        /// Also print leave-one-category-out cross-validated NAB scores (needs --labels).
+        #[arg(long)]
+        cv: bool,
     },
 }
 
@@ -101,6 +109,8 @@ fn main() -> ExitCode {
             labels,
             plot,
             detector,
+            nab_range,
+            cv,
         } => {
             use lookout_agent::eval::{EvalError, EvalOptions, run};
             let opts = EvalOptions {
@@ -109,6 +119,8 @@ fn main() -> ExitCode {
                 labels,
                 plot,
                 method: detector,
+                nab_range,
+                cv,
             };
             match run(&opts) {
                 Ok(report) => {

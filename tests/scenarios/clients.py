@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Client programs in the states the timeout detector must classify, against 127.0.0.1:PORT.
 
-  clients.py no-timeout PORT        send a request, recv() with no timeout         missing
+  clients.py no-timeout PORT        send a request, recv() with no timeout (then    missing
+                                    sleep once answered)
   clients.py select-forever PORT    select() on the socket with no timeout         missing
   clients.py connect-forever PORT   blocking connect to a full backlog, no timeout missing
   clients.py write-forever PORT     sendall() to a peer that never reads           missing
@@ -53,6 +54,8 @@ def main():
         s.sendall(b"GET\n")
         ready()
         s.recv(100)
+        # Answered at last: the wait is over, the process stays (an ended wait, not an exit).
+        time.sleep(3600)
     elif mode == "select-forever":
         s = connect(int(arg))
         s.sendall(b"GET\n")

@@ -336,7 +336,7 @@ pub fn all() -> Vec<RuleDef> {
             120.0,
             300.0,
             0.5,
-            "lookout_anomaly_event value above which it fires (and at least 2 trained measurement series behind it)",
+            "lookout_anomaly_event value above which it fires (and at least 2 trained measurement metrics behind it)",
             anomaly_detected,
             Presence::Anomaly,
         ),
@@ -963,9 +963,11 @@ fn tracker_throttling(input: &EvalInput, threshold: f64) -> Vec<Candidate> {
 
 // ---- detectors ----------------------------------------------------------------------------
 
-/// Contributors an anomaly event needs before it pages: a host anomaly is many series at
-/// once, and one series moving (a service starting) is not one.
-pub const ANOMALY_MIN_SERIES: usize = 2;
+/// Distinct metrics (names, not label sets) an anomaly event needs behind it before it
+/// pages: a host anomaly is many metrics at once. One metric moving — a service starting,
+/// the three load averages of one load change, both directions of one network burst — is
+/// not one.
+pub const ANOMALY_MIN_METRICS: usize = 2;
 /// A contributor must have been scored for this long: the rule's own warm-up, whatever the
 /// detector's (a fresh agent, or a series that just appeared, has nothing to compare with).
 pub const ANOMALY_MIN_WATCHED_SECS: f64 = 300.0;
@@ -1037,7 +1039,11 @@ fn anomaly_detected(input: &EvalInput, threshold: f64) -> Vec<Candidate> {
         return Vec::new();
     }
     let contributors = anomaly_contributors(input);
-    if contributors.len() < ANOMALY_MIN_SERIES {
+    let metrics: std::collections::BTreeSet<&str> = contributors
+        .iter()
+        .map(|(m, _)| m.split('{').next().unwrap_or(m))
+        .collect();
+    if metrics.len() < ANOMALY_MIN_METRICS {
         return Vec::new();
     }
     let top = contributors

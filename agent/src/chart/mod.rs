@@ -417,7 +417,7 @@ impl Chart {
         }
         let clip_w = px1 - px0;
         for l in &self.lines {
-            let pts = decimate(&l.points, x0, x1, clip_w as usize);
+            let pts = decimate(&l.points, x0, x1, (clip_w / 1.5) as usize);
             path(out, &pts, sx, sy, l.color);
         }
         for &(x, y) in &self.markers {
@@ -591,54 +591,62 @@ fn typical_step(pts: &[(f64, f64)]) -> f64 {
     if *m > 0.0 { *m } else { f64::INFINITY }
 }
 
-/// Keep at most ~4 points per pixel column (first, min, max, last): the drawn shape stays the
-/// same (spikes survive), the SVG stays small for series of tens of thousands of rows.
+/// Keep at most 2 points per column (the column's min and max, in time order): the drawn
+/// shape stays the same (spikes survive), the SVG stays small for series of thousands of rows.
+/// A non-finite value in a column keeps the gap.
 fn decimate(pts: &[(f64, f64)], x0: f64, x1: f64, columns: usize) -> Vec<(f64, f64)> {
     let inside = pts.iter().copied().filter(|(x, _)| *x >= x0 && *x <= x1);
     let columns = columns.max(1);
     if pts.len() <= columns * 2 {
         return inside.collect();
     }
-    let mut out = Vec::with_capacity(columns * 4);
-    let mut col: Option<usize> = None;
-    let mut bucket: Vec<(f64, f64)> = Vec::new();
-    let flush = |bucket: &mut Vec<(f64, f64)>, out: &mut Vec<(f64, f64)>| {
-        if bucket.is_empty() {
-            return;
+    let mut out = Vec::with_capacity(columns * 2 + 8);
+    // The current column: its index, min, max, whether it saw a gap.
+    let mut col: Option<(usize, (f64, f64), (f64, f64), bool)> = None;
+    let flush = |c: (usize, (f64, f64), (f64, f64), bool), out: &mut Vec<(f64, f64)>| {
+        let (_, lo, hi, gap) = c;
+        if gap {
+            out.push((lo.0.min(hi.0), f64::NAN));
         }
-        // A NaN in the column keeps the gap.
-        if bucket.iter().any(|p| !p.1.is_finite()) {
-            out.push((bucket[0].0, f64::NAN));
-        }
-        let finite: Vec<_> = bucket.iter().copied().filter(|p| p.1.is_finite()).collect();
-        if let (Some(first), Some(last)) = (finite.first(), finite.last()) {
-            let min = finite
-                .iter()
-                .copied()
-                .fold(*first, |a, p| if p.1 < a.1 { p } else { a });
-            let max = finite
-                .iter()
-                .copied()
-                .fold(*first, |a, p| if p.1 > a.1 { p } else { a });
-            let mut four = [*first, min, max, *last];
-            four.sort_by(|a, b| a.0.total_cmp(&b.0));
-            for (i, p) in four.iter().enumerate() {
-                if i == 0 || four[i - 1] != *p {
-                    out.push(*p);
-                }
+        if lo.1.is_finite() {
+            let (a, b) = if lo.0 <= hi.0 { (lo, hi) } else { (hi, lo) };
+            out.push(a);
+            if b != a {
+                out.push(b);
             }
         }
-        bucket.clear();
     };
+    let none = (f64::NAN, f64::NAN);
     for p in inside {
         let c = (((p.0 - x0) / (x1 - x0)) * columns as f64) as usize;
-        if col != Some(c) {
-            flush(&mut bucket, &mut out);
-            col = Some(c);
+        match &mut col {
+            Some(cur) if cur.0 == c => {
+                if !p.1.is_finite() {
+                    cur.3 = true;
+                } else if !cur.1.1.is_finite() {
+                    cur.1 = p;
+                    cur.2 = p;
+                } else if p.1 < cur.1.1 {
+                    cur.1 = p;
+                } else if p.1 > cur.2.1 {
+                    cur.2 = p;
+                }
+            }
+            _ => {
+                if let Some(done) = col.take() {
+                    flush(done, &mut out);
+                }
+                col = Some(if p.1.is_finite() {
+                    (c, p, p, false)
+                } else {
+                    (c, (p.0, f64::NAN), none, true)
+                });
+            }
         }
-        bucket.push(p);
     }
-    flush(&mut bucket, &mut out);
+    if let Some(done) = col {
+        flush(done, &mut out);
+    }
     out
 }
 
@@ -683,7 +691,7 @@ pub fn sparkline(
                 r#"<line x1="0" x2="{w}" y1="{y:.1}" y2="{y:.1}" stroke="{ALERT_COLOR}" stroke-dasharray="3 2"/>"#
             );
         }
-        let pts = decimate(&finite, x0, x1, width as usize);
+        let pts = decimate(&finite, x0, x1, (width / 2) as usize);
         path(out, &pts, sx, sy, PALETTE[0]);
         let _ = write!(
             out,

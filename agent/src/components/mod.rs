@@ -21,8 +21,8 @@ use tokio::task::JoinSet;
 /// swapped whole when a generation starts, so no request sees half of two configs.
 #[derive(Default)]
 pub struct Components {
-    pub caches: ArcSwap<BTreeMap<String, Arc<crate::cache::Cache>>>,
-    pub trackers: ArcSwap<BTreeMap<String, Arc<crate::tracker::Tracker>>>,
+    pub caches: ArcSwap<BTreeMap<String, Arc<lookout_cache::Cache>>>,
+    pub trackers: ArcSwap<BTreeMap<String, Arc<lookout_tracker::Tracker>>>,
     pub alerts: Arc<crate::alerting::AlertsView>,
     /// The alerting state one generation hands to the next (not for handlers).
     pub alerting: Arc<crate::alerting::Handoff>,

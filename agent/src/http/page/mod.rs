@@ -14,17 +14,22 @@
 //! `data-value` (its text in `/metrics`), for scripts and tests. Histories (charts, sparklines)
 //! come from the series store; the active alerts from the alert engine's view; findings from
 //! the findings log; the current primary's URL and the last refresh phases from the tracker and
-//! cache handles. Everything that comes from config, the host or a peer is HTML-escaped.
+//! cache handles. Charts reach back six hours at minute resolution before the store's samples
+//! ([`history`]). Everything that comes from config, the host or a peer is HTML-escaped.
 
 pub mod exposition;
+pub mod history;
 mod render;
 
 use crate::http::AppState;
+use axum::Extension;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 pub use exposition::{Exposition, series_key};
+pub use history::History;
 pub use render::{CacheView, PageInput, TrackerView, render};
+use std::sync::Arc;
 
 /// The page's Content-Security-Policy: nothing loads from anywhere, inline styles are allowed
 /// and the one inline script only by its hash (an escaping mistake cannot run injected code).
@@ -41,8 +46,18 @@ fn csp() -> &'static str {
     })
 }
 
+/// The route of the page, `GET /`, with its minute history (rolled up from now on until
+/// the agent stops).
+pub fn routes(ctx: &crate::context::Context) -> axum::routing::MethodRouter<AppState> {
+    let long = History::spawn(ctx.series.clone(), ctx.shutdown.clone());
+    axum::routing::get(page).layer(Extension(long))
+}
+
 /// The handler of `GET /`.
-pub async fn page(State(app): State<AppState>) -> Response {
+pub async fn page(
+    State(app): State<AppState>,
+    Extension(long): Extension<Arc<History>>,
+) -> Response {
     // `/metrics` first: the subjects shown are the ones it has now.
     let text = app.telemetry.encode_prometheus();
     let metrics = Exposition::parse(&String::from_utf8_lossy(&text));
@@ -93,6 +108,7 @@ pub async fn page(State(app): State<AppState>) -> Response {
         findings: &findings,
         trackers: &trackers,
         caches: &caches,
+        long: Some(&long),
     });
     (
         [

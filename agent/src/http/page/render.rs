@@ -2,6 +2,7 @@
 //! tested and benchmarked without a server.
 
 use super::exposition::{Exposition, Sample, series_key};
+use super::history::{self, History};
 use crate::alerting::engine::ApiAlert;
 use crate::alerting::names;
 use crate::chart::{self, Chart, Unit, escape, format_value, utc_datetime};
@@ -23,6 +24,8 @@ pub struct PageInput<'a> {
     pub findings: &'a [Finding],
     pub trackers: &'a [TrackerView],
     pub caches: &'a [CacheView],
+    /// Minute means of the hours before the store's samples, if kept.
+    pub long: Option<&'a History>,
 }
 
 /// What the page shows of a tracker beyond its metrics.
@@ -129,15 +132,26 @@ impl<'a> Page<'a> {
         self.input.metrics
     }
 
-    /// The history of a gauge from the series store, as (Unix seconds, value).
+    /// The history of a gauge as (Unix seconds, value): the minute means of the hours
+    /// before, then the series store's samples.
     fn history(&self, prom: &str, labels: &[(&str, &str)]) -> Vec<(f64, f64)> {
         let key = SeriesKey::new(store_name(prom), labels);
-        self.input
-            .series
-            .samples(&key)
+        let recent = self.input.series.samples(&key);
+        let first = recent.first().map_or(f32::MAX, |s| s.t);
+        let mut out: Vec<(f64, f64)> = self
+            .input
+            .long
+            .map(|h| h.before(&key, first))
+            .unwrap_or_default()
             .into_iter()
-            .map(|s| (self.offset + f64::from(s.t), f64::from(s.v)))
-            .collect()
+            .map(|(t, v)| (self.offset + f64::from(t), f64::from(v)))
+            .collect();
+        out.extend(
+            recent
+                .into_iter()
+                .map(|s| (self.offset + f64::from(s.t), f64::from(s.v))),
+        );
+        out
     }
 
     /// A value of `/metrics` as a span a test or script can read back.
@@ -510,8 +524,13 @@ impl<'a> Page<'a> {
 
     /// How far back the charts reach, in words.
     fn span_text(&self) -> String {
+        let kept = if self.input.long.is_some() {
+            history::MINUTES as f64 * 60.0
+        } else {
+            0.0
+        };
         format_value(
-            f64::from(self.input.series.now()).min(86_400.0 * 365.0),
+            f64::from(self.input.series.now()).min(kept.max(600.0)),
             Unit::Seconds,
         )
     }
@@ -985,13 +1004,13 @@ impl<'a> Page<'a> {
             .m()
             .all("lookout_anomaly_score")
             .iter()
-            .filter(|s| s.value.is_finite() && s.label("metric").is_some())
+            .filter(|s| s.value > 0.0 && s.label("metric").is_some())
             .collect();
         scores.sort_by(|a, b| b.value.total_cmp(&a.value));
         scores.truncate(TOP);
         if scores.is_empty() {
             self.out
-                .push_str(r#"<p class="empty">No series scored yet.</p>"#);
+                .push_str(r#"<p class="empty">No series scores above 0 now.</p>"#);
             self.out.push_str("</div></section>");
             return;
         }
@@ -1178,6 +1197,7 @@ lookout_anomaly_score{{metric="system_thread_count"}} 0.97
                 since_secs: 5.0,
             }],
             caches: &[],
+            long: None,
         });
         assert!(!html.contains(EVIL), "unescaped config text");
         assert!(!html.contains("web<1>"));
@@ -1236,6 +1256,7 @@ lookout_anomaly_score{{metric="system_thread_count"}} 0.97
             findings: &[],
             trackers: &[],
             caches: &[],
+            long: None,
         });
         assert!(html.contains("No alert is firing."));
         assert!(html.contains("No service is watched"));
