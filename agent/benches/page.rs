@@ -29,7 +29,7 @@ fn busy_host() -> Host {
     let g = |name: &'static str| store.gauge(&meter, name, "bench", "");
     let threads = g("process.thread.count");
     let limit = g("lookout_service_thread_limit");
-    let cpu = g("process_cpu_utilization");
+    let cpu = g("process_cpu_utilization_ratio");
     let rss = g("process_resident_memory_bytes");
     let fds = g("process_open_fds");
     let up = g("lookout_service_up");
@@ -67,9 +67,9 @@ fn busy_host() -> Host {
         }
         for h in [
             "system_thread_count",
-            "system_cpu_utilization",
+            "system_cpu_utilization_ratio",
             "system_memory_used_bytes",
-            "system_memory_utilization",
+            "system_memory_utilization_ratio",
             "lookout_host_anomaly_rate",
         ] {
             g(h).set(&[], 0.3 + (x / 30.0).sin() * 0.1);
@@ -91,7 +91,7 @@ fn busy_host() -> Host {
             g("lookout_tracker_in_flight").set(&l, (t % 17) as f64);
         }
         for m in 0..SCORED {
-            let metric = format!("process_cpu_utilization{{service=\"scored-{m}\"}}");
+            let metric = format!("process_cpu_utilization_ratio{{service=\"scored-{m}\"}}");
             score.set(
                 &[("metric", metric.as_str())],
                 ((m * 7 + t) % 100) as f64 / 100.0,

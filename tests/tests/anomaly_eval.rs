@@ -173,7 +173,7 @@ fn agent_serves_anomaly_scores_for_watched_series() {
     assert!(
         scores.iter().any(|(l, _)| l
             .iter()
-            .any(|(_, v)| v.starts_with("system_cpu_utilization"))),
+            .any(|(_, v)| v.starts_with("system_cpu_utilization_ratio"))),
         "{scores:?}"
     );
     let rate = agent

@@ -437,7 +437,7 @@ fn the_required_dashboards_exist_and_cover_their_topics() {
             &[
                 "up",
                 "lookout_alerts_firing",
-                "system_cpu_utilization",
+                "system_cpu_utilization_ratio",
                 "process_thread_count",
                 "lookout_service_initializing_seconds",
             ],

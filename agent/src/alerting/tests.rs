@@ -220,13 +220,13 @@ fn scenarios() -> Vec<Scenario> {
             |h, t| {
                 if h.findings.is_empty() {
                     h.findings.push(anomaly_finding(&[
-                        ("system_cpu_utilization", 0.97),
+                        ("system_cpu_utilization_ratio", 0.97),
                         ("system_load_average{period=\"1m\"}", 0.91),
                     ]));
                 }
                 // Scored since the start: the models had time to train.
                 for m in [
-                    "system_cpu_utilization",
+                    "system_cpu_utilization_ratio",
                     "system_load_average{period=\"1m\"}",
                 ] {
                     h.set(series::ANOMALY_SCORE, &[("metric", m)], t, 0.9);
@@ -557,7 +557,7 @@ fn healthy_busy_host_raises_nothing() {
             t,
             4_194_304.0,
         );
-        h.set("system_cpu_utilization", &[], t, 0.95);
+        h.set("system_cpu_utilization_ratio", &[], t, 0.95);
         h.set(series::LAST_COLD_START, &[("service", "api")], t, 12.0);
         h.set(series::INITIALIZING, &[("service", "api")], t, 0.0);
         h.set(series::CACHE_VERSION_LAG, &[("cache", "fleet")], t, 0.0);
@@ -945,7 +945,7 @@ fn anomaly_detected_needs_trained_measurements_not_bookkeeping() {
         }
         false
     };
-    let cpu = ("system_cpu_utilization", 0.97);
+    let cpu = ("system_cpu_utilization_ratio", 0.97);
     let load = ("system_load_average{period=\"1m\"}", 0.9);
     assert!(run(&[cpu, load], 0.0), "two trained measurements page");
     // The agent's own bookkeeping never counts, nor its own process.
@@ -969,7 +969,7 @@ fn anomaly_detected_needs_trained_measurements_not_bookkeeping() {
         0.0
     ));
     // A score an immature model may give (≤ IMMATURE_CAP) is no evidence.
-    assert!(!run(&[cpu, ("system_memory_utilization", 0.4)], 0.0));
+    assert!(!run(&[cpu, ("system_memory_utilization_ratio", 0.4)], 0.0));
     // Series scored for under 5 minutes by the end (score series born at 700 s) page only
     // once they have been watched that long: not within this run.
     assert!(!run(&[cpu, load], 700.0));

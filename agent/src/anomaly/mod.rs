@@ -87,6 +87,11 @@ pub fn start(ctx: &Context, interval: Duration, tasks: &mut JoinSet<()>) {
                 },
             }
         }
+        // A reload starts a scorer that knows none of these: drop their scores now, or the
+        // scores of series the new config removed would stay on /metrics for good.
+        for key in scorer.watched.keys() {
+            scorer.score.remove(&[("metric", &key.to_string())]);
+        }
     });
 }
 

@@ -205,7 +205,7 @@ fn scores_measurements_not_configuration_state_or_other_detectors() {
         SeriesKey::new("lookout_alerts_firing", &[("alertname", "HostAnomaly")]),
         SeriesKey::new("lookout_alert_spool_depth", &[]),
         SeriesKey::new("lookout_cache_version", &[("cache", "c")]),
-        SeriesKey::new("process_cpu_utilization", &[("service", "lookout")]),
+        SeriesKey::new("process_cpu_utilization_ratio", &[("service", "lookout")]),
     ];
     let mut vals = vec![(measured.clone(), 12.0)];
     vals.extend(skipped.iter().map(|k| (k.clone(), 1.0)));

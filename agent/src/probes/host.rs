@@ -1,5 +1,5 @@
 //! The host probe: threads against threads-max and pid_max, CPU, memory, load, network and
-//! disk throughput (series for the anomaly detector), and the agent's own process.
+//! disk traffic (counters), and the agent's own process.
 
 use super::ProbeMetrics;
 use super::procinfo::ProcSnapshot;
@@ -24,8 +24,6 @@ pub struct HostProbe {
     disk: Gauge,
     build_info: Gauge,
     process: ProbeMetrics,
-    net_rate: PairRate,
-    disk_rate: PairRate,
     last_self_cpu: Option<(u64, Instant)>,
 }
 
@@ -73,17 +71,17 @@ impl HostProbe {
                 "1",
             ),
             load: s.gauge(m, names::SYSTEM_LOAD, "Host load average", "{thread}"),
-            net: s.gauge(
+            net: s.counter(
                 m,
-                names::SYSTEM_NETWORK_RATE,
-                "Host network throughput, all non-loopback interfaces",
-                "By/s",
+                names::SYSTEM_NETWORK_IO,
+                "Host network traffic since boot, all non-loopback interfaces, by direction",
+                "By",
             ),
-            disk: s.gauge(
+            disk: s.counter(
                 m,
-                names::SYSTEM_DISK_RATE,
-                "Host disk throughput, all whole disks",
-                "By/s",
+                names::SYSTEM_DISK_IO,
+                "Host disk traffic since boot, all whole disks, by direction",
+                "By",
             ),
             build_info: s.gauge(
                 m,
@@ -92,8 +90,6 @@ impl HostProbe {
                 "",
             ),
             process,
-            net_rate: PairRate::default(),
-            disk_rate: PairRate::default(),
             last_self_cpu: None,
         }
     }
@@ -129,12 +125,15 @@ impl HostProbe {
             self.load.set(&[("period", "5m")], load.five);
             self.load.set(&[("period", "15m")], load.fifteen);
         }
-        if let Some(bytes) = read_net_bytes() {
-            self.net_rate
-                .update(&self.net, ["receive", "transmit"], bytes);
+        // Totals, as the kernel counts them: PromQL's rate() over any scrape interval, not a
+        // 1 s rate that a 15 s scrape would alias.
+        if let Some((rx, tx)) = read_net_bytes() {
+            self.net.set(&[("direction", "receive")], rx as f64);
+            self.net.set(&[("direction", "transmit")], tx as f64);
         }
-        if let Some(bytes) = read_disk_bytes() {
-            self.disk_rate.update(&self.disk, ["read", "write"], bytes);
+        if let Some((r, w)) = read_disk_bytes() {
+            self.disk.set(&[("direction", "read")], r as f64);
+            self.disk.set(&[("direction", "write")], w as f64);
         }
         self.tick_self();
     }
@@ -152,33 +151,6 @@ impl HostProbe {
         self.last_self_cpu = Some((snap.cpu_ticks, now));
         self.process
             .record_process(SELF_SERVICE, &snap, cpu, None, None);
-    }
-}
-
-/// Per-second rates of two byte counters read together (in/out), labelled by direction.
-/// A counter that went backwards (a reset) skips one sample rather than report a negative rate.
-#[derive(Default)]
-struct PairRate {
-    last: Option<((u64, u64), Instant)>,
-}
-
-impl PairRate {
-    fn update(&mut self, gauge: &Gauge, directions: [&str; 2], now_bytes: (u64, u64)) {
-        let now = Instant::now();
-        if let Some(((a0, b0), at)) = self.last {
-            let dt = now.duration_since(at).as_secs_f64();
-            if dt > 0.0 && now_bytes.0 >= a0 && now_bytes.1 >= b0 {
-                gauge.set(
-                    &[("direction", directions[0])],
-                    (now_bytes.0 - a0) as f64 / dt,
-                );
-                gauge.set(
-                    &[("direction", directions[1])],
-                    (now_bytes.1 - b0) as f64 / dt,
-                );
-            }
-        }
-        self.last = Some((now_bytes, now));
     }
 }
 

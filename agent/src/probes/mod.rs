@@ -64,7 +64,12 @@ impl ProbeMetrics {
                 "Processes of a watched service now (every matching process and its descendants)",
                 "{process}",
             ),
-            cpu: s.gauge(m, names::CPU_UTILIZATION, "CPU of a watched service, in cores", "1"),
+            cpu: s.gauge(
+                m,
+                names::CPU_UTILIZATION,
+                "CPU of a watched service, 0..1: CPU time per second over the CPUs available to the agent",
+                "1",
+            ),
             rss: s.gauge(m, names::RESIDENT_MEMORY, "Resident memory of a watched service", "By"),
             fds: s.gauge(m, names::OPEN_FDS, "Open file descriptors of a watched service", "{fd}"),
             start_time: s.gauge(
@@ -125,7 +130,8 @@ impl ProbeMetrics {
                 .remove(&[("service", service), ("kind", "rlimit_nproc")]),
         }
         if let Some(cpu) = cpu_cores {
-            self.cpu.set(&l, cpu);
+            // OpenTelemetry's process.cpu.utilization: divided by the CPUs available.
+            self.cpu.set(&l, cpu / available_cpus());
         }
         self.cpu_time.set(
             &l,
@@ -204,4 +210,14 @@ impl ProbeMetrics {
         self.up.remove_where("service", service);
         self.last_cold_start.remove_where("service", service);
     }
+}
+
+/// CPUs available to this process (affinity and cgroup quota included), read once.
+fn available_cpus() -> f64 {
+    static CPUS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get() as f64)
+            .unwrap_or(1.0)
+    })
 }

@@ -14,7 +14,8 @@ pub const THREAD_LIMIT_USAGE: &str = "lookout_service_thread_limit_usage";
 /// Counter kept in the series store (all processes of a service).
 pub const CPU_TIME_TOTAL: &str = "process_cpu_time_seconds_total";
 pub const PROCESSES: &str = "lookout_service_processes";
-pub const CPU_UTILIZATION: &str = "process_cpu_utilization";
+/// CPU time per second over the CPUs available to the agent, 0..1.
+pub const CPU_UTILIZATION: &str = "process_cpu_utilization_ratio";
 pub const RESIDENT_MEMORY: &str = "process_resident_memory_bytes";
 pub const OPEN_FDS: &str = "process_open_fds";
 pub const START_TIME: &str = "process_start_time_seconds";
@@ -28,12 +29,14 @@ pub const RESTARTS: &str = "lookout_service_restarts";
 
 pub const SYSTEM_THREADS: &str = "system_thread_count";
 pub const SYSTEM_THREAD_LIMIT: &str = "system_thread_limit";
-pub const SYSTEM_CPU_UTILIZATION: &str = "system_cpu_utilization";
+pub const SYSTEM_CPU_UTILIZATION: &str = "system_cpu_utilization_ratio";
 pub const SYSTEM_MEMORY_USED: &str = "system_memory_used_bytes";
-pub const SYSTEM_MEMORY_UTILIZATION: &str = "system_memory_utilization";
+pub const SYSTEM_MEMORY_UTILIZATION: &str = "system_memory_utilization_ratio";
 pub const SYSTEM_LOAD: &str = "system_load_average";
-pub const SYSTEM_NETWORK_RATE: &str = "system_network_bytes_per_second";
-pub const SYSTEM_DISK_RATE: &str = "system_disk_bytes_per_second";
+/// Counter (bytes since boot), label `direction`.
+pub const SYSTEM_NETWORK_IO: &str = "system_network_io_bytes_total";
+/// Counter (bytes since boot), label `direction`.
+pub const SYSTEM_DISK_IO: &str = "system_disk_io_bytes_total";
 pub const BUILD_INFO: &str = "lookout_build_info";
 
 /// The agent's own exec → ready (set by the daemon).

@@ -7,6 +7,7 @@
 //! 1.5 MiB at worst; a few hundred KiB on a host with tens of services). Series the store no
 //! longer has (a service a reload removed) are dropped at the next roll-up.
 
+use crate::probes::names;
 use crate::series::{SeriesKey, SeriesStore};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -22,16 +23,16 @@ const EVERY: Duration = Duration::from_secs(60);
 /// The gauges the page charts with history (store names).
 pub const ROLLED: &[&str] = &[
     crate::alerting::rules::series::THREADS,
-    "process_cpu_utilization",
-    "process_resident_memory_bytes",
-    "process_open_fds",
-    "system_thread_count",
-    "system_cpu_utilization",
-    "system_memory_used_bytes",
-    "system_memory_utilization",
-    "system_load_average",
-    "system_network_bytes_per_second",
-    "system_disk_bytes_per_second",
+    names::CPU_UTILIZATION,
+    names::RESIDENT_MEMORY,
+    names::OPEN_FDS,
+    names::SYSTEM_THREADS,
+    names::SYSTEM_CPU_UTILIZATION,
+    names::SYSTEM_MEMORY_USED,
+    names::SYSTEM_MEMORY_UTILIZATION,
+    names::SYSTEM_LOAD,
+    names::SYSTEM_NETWORK_IO,
+    names::SYSTEM_DISK_IO,
     "lookout_cache_staleness_seconds",
     "lookout_tracker_in_flight",
     "lookout_host_anomaly_rate",

@@ -620,12 +620,7 @@ impl<'a> Page<'a> {
             };
             self.row(title, "lookout_service_thread_limit", &ll, Unit::Count);
         }
-        self.row(
-            "CPU (cores)",
-            "process_cpu_utilization",
-            &l,
-            Unit::Named("cores"),
-        );
+        self.row("CPU", "process_cpu_utilization_ratio", &l, Unit::Percent);
         self.row(
             "memory (RSS)",
             "process_resident_memory_bytes",
@@ -742,11 +737,16 @@ impl<'a> Page<'a> {
             &[("kind", "pid_max")],
             Unit::Count,
         );
-        self.row("CPU busy", "system_cpu_utilization", &[], Unit::Percent);
+        self.row(
+            "CPU busy",
+            "system_cpu_utilization_ratio",
+            &[],
+            Unit::Percent,
+        );
         self.row("memory used", "system_memory_used_bytes", &[], Unit::Bytes);
         self.row(
             "memory used (share)",
-            "system_memory_utilization",
+            "system_memory_utilization_ratio",
             &[],
             Unit::Percent,
         );
@@ -758,18 +758,22 @@ impl<'a> Page<'a> {
                 Unit::Count,
             );
         }
-        for (dir, title) in [("receive", "network in /s"), ("transmit", "network out /s")] {
+        // Totals since boot, as /metrics has them (a rate would be a number /metrics lacks).
+        for (dir, title) in [
+            ("receive", "network received"),
+            ("transmit", "network sent"),
+        ] {
             self.row(
                 title,
-                "system_network_bytes_per_second",
+                "system_network_io_bytes_total",
                 &[("direction", dir)],
                 Unit::Bytes,
             );
         }
-        for (dir, title) in [("read", "disk read /s"), ("write", "disk write /s")] {
+        for (dir, title) in [("read", "disk read"), ("write", "disk written")] {
             self.row(
                 title,
-                "system_disk_bytes_per_second",
+                "system_disk_io_bytes_total",
                 &[("direction", dir)],
                 Unit::Bytes,
             );
@@ -1071,9 +1075,6 @@ fn unit_of(series: &str) -> Unit {
     let name = series.split('{').next().unwrap_or(series);
     if name.contains("bytes") {
         Unit::Bytes
-    } else if name.starts_with("process_cpu_utilization") {
-        // The agent's per-service CPU is in cores (it can exceed 1), not a share.
-        Unit::Named("cores")
     } else if name.ends_with("_seconds") || name.ends_with("_seconds_total") {
         Unit::Seconds
     } else if name.ends_with("utilization") || name.ends_with("_ratio") || name.ends_with("_rate") {
