@@ -144,11 +144,11 @@ fn nearest_limit(leaf: &std::path::Path, root: &std::path::Path) -> Option<PidsL
         if !d.starts_with(root) {
             break;
         }
-        if let Some(max) = read(d, "pids.max") {
-            if let Ok(max) = max.trim().parse::<u64>() {
-                let current = read(d, "pids.current")?.trim().parse().ok()?;
-                return Some(PidsLimit { max, current });
-            }
+        if let Some(max) = read(d, "pids.max")
+            && let Ok(max) = max.trim().parse::<u64>()
+        {
+            let current = read(d, "pids.current")?.trim().parse().ok()?;
+            return Some(PidsLimit { max, current });
         }
         dir = d.parent();
     }
