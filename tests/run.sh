@@ -11,7 +11,9 @@ for setup in tests/setup/*.sh; do
 done
 export PATH="${AZURITE_PREFIX:-/opt/azurite}/node_modules/.bin:$PATH"
 
-cargo build --workspace --bins
+# The examples too: they are what a service embedding the cache or the tracker writes, and
+# tests/tests/*_example.rs run them.
+cargo build --workspace --bins --examples
 export LOOKOUT_BIN="${CARGO_TARGET_DIR:-$root/target}/debug/lookout"
 
 status=0

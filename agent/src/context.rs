@@ -23,6 +23,9 @@ pub struct Context {
     /// Cancelled when the agent itself stops (not on a reload), just before the components'
     /// `shutdown`: what must happen once at the very end (alerts resolving) looks here.
     pub stopping: CancellationToken,
+    /// Beaten by the host probe loop each cycle; the systemd watchdog pings only while it is
+    /// fresh.
+    pub heartbeat: Arc<Heartbeat>,
 }
 
 impl Context {
@@ -39,6 +42,7 @@ impl Context {
             readiness: Arc::new(Readiness::default()),
             shutdown: CancellationToken::new(),
             stopping: CancellationToken::new(),
+            heartbeat: Arc::new(Heartbeat::default()),
         }
     }
 
@@ -184,5 +188,37 @@ impl Readiness {
             .iter()
             .filter_map(|(k, v)| v.as_ref().map(|r| (k.clone(), r.clone())))
             .collect()
+    }
+}
+
+/// When a loop last made progress, readable from any thread without a lock.
+#[derive(Debug)]
+pub struct Heartbeat {
+    origin: std::time::Instant,
+    last_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Default for Heartbeat {
+    fn default() -> Self {
+        Self {
+            origin: std::time::Instant::now(),
+            last_ms: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+}
+
+impl Heartbeat {
+    pub fn beat(&self) {
+        self.last_ms.store(
+            self.origin.elapsed().as_millis() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// Time since the last beat (since creation before the first).
+    pub fn age(&self) -> std::time::Duration {
+        let now = self.origin.elapsed().as_millis() as u64;
+        let last = self.last_ms.load(std::sync::atomic::Ordering::Relaxed);
+        std::time::Duration::from_millis(now.saturating_sub(last))
     }
 }

@@ -8,6 +8,7 @@ use crate::config::Config;
 use crate::context::{Context, Findings, Readiness};
 use crate::probes::procinfo;
 use crate::series::SeriesStore;
+use crate::systemd::Notifier;
 use crate::telemetry::{OtlpTarget, Telemetry};
 use lookout_common::redact_url;
 use std::path::PathBuf;
@@ -19,6 +20,10 @@ use tokio_util::sync::CancellationToken;
 
 /// How long a stopping generation may take before its tasks are abandoned.
 const STOP_GRACE: Duration = Duration::from_secs(3);
+
+/// The tokio blocking pool's bound (`main.rs`): one thread is the timeout sampler's for good,
+/// the rest serve short file I/O, DNS lookups and model training.
+pub const MAX_BLOCKING_THREADS: usize = 4;
 
 #[derive(Debug, Error)]
 pub enum DaemonError {
@@ -79,6 +84,7 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Dae
         readiness: Arc::new(Readiness::default()),
         shutdown: root.clone(),
         stopping: CancellationToken::new(),
+        heartbeat: Arc::new(crate::context::Heartbeat::default()),
     };
     let components = Arc::new(Components::default());
 
@@ -86,7 +92,7 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Dae
         .await
         .map_err(DaemonError::Listen)?;
     let local = listener.local_addr().map_err(DaemonError::Listen)?;
-    tracing::info!(listen = %local, host = %host, version = crate::telemetry::VERSION, "lookout starting");
+    tracing::info!(listen = %local, host = %host, version = crate::telemetry::VERSION, commit = crate::telemetry::GIT_COMMIT, "lookout starting");
     let app = crate::http::router(crate::http::AppState {
         telemetry: telemetry.clone(),
         ctx: ctx.clone(),
@@ -105,6 +111,23 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Dae
 
     spawn_agent_cold_start(&ctx);
     spawn_heap_trim(&ctx);
+    let notifier = Notifier::from_env().map(Arc::new);
+    if let Some(n) = &notifier {
+        // A few probe intervals of silence (one interval may be long) before pings stop.
+        let stale_after = (config.agent.interval.get() * 3).max(Duration::from_secs(10));
+        crate::systemd::spawn(
+            n.clone(),
+            ctx.readiness.clone(),
+            ctx.heartbeat.clone(),
+            stale_after,
+            root.clone(),
+        );
+    }
+    let notify = |msg: &str| {
+        if let Some(n) = &notifier {
+            n.send(msg);
+        }
+    };
     let mut current = Some(start_generation(&ctx, &config, &components));
     let mut running_config = config;
 
@@ -124,11 +147,13 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Dae
                 match Config::load(path) {
                     Err(e) => tracing::error!("config reload rejected, keeping the running config: {e}"),
                     Ok(new) => {
+                        notify(&format!("RELOADING=1\nMONOTONIC_USEC={}", crate::systemd::monotonic_usec()));
                         if new.agent.listen != running_config.agent.listen || new.agent.data_dir != running_config.agent.data_dir {
                             tracing::warn!("agent.listen and agent.data_dir changes take effect at the next restart");
                         }
                         if let Some(old) = current.take() { old.stop().await; }
                         current = Some(start_generation(&ctx, &new, &components));
+                        notify("READY=1");
                         tracing::info!(path = %path.display(), services = new.services.len(), caches = new.caches.len(), trackers = new.trackers.len(), "config reloaded");
                         running_config = new;
                     }
@@ -145,6 +170,7 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Dae
     }
 
     // Stop: components first (they may record final values), then flush, then HTTP.
+    notify("STOPPING=1");
     let stop_started = std::time::Instant::now();
     // Said before the generation stops, so that its alerts resolve rather than wait for the
     // next generation (there is none).

@@ -4,7 +4,6 @@
 
 pub mod alerting;
 pub mod anomaly;
-pub mod cache;
 pub mod chart;
 pub mod components;
 pub mod config;
@@ -14,6 +13,6 @@ pub mod eval;
 pub mod http;
 pub mod probes;
 pub mod series;
+pub mod systemd;
 pub mod telemetry;
 pub mod timeout;
-pub mod tracker;

@@ -69,9 +69,17 @@ enum Command {
         /// Write one SVG per file here: values, score, labelled windows, detections.
         #[arg(long)]
         plot: Option<PathBuf>,
-        /// Which detector: `lookout` (the daemon's) or `netdata` (the baseline).
+        /// Which detector: `lookout` (the daemon's), `netdata` (the baseline) or `cad-ose`
+        /// (NAB's CAD OSE, causal: its value range learnt online).
         #[arg(long, default_value = "lookout")]
         detector: lookout_detectors::anomaly::Method,
+        /// With `--detector cad-ose`: give it each file's minimum and maximum up front, as NAB
+        /// does (NOT causal; for comparison with NAB's scoreboard only).
+        #[arg(long)]
+        nab_range: bool,
+        /// Also print leave-one-category-out cross-validated NAB scores (needs --labels).
+        #[arg(long)]
+        cv: bool,
     },
 }
 
@@ -91,6 +99,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Version => {
             println!("lookout {}", lookout_agent::telemetry::VERSION);
+            println!("commit {}", lookout_agent::telemetry::GIT_COMMIT);
             println!("target {} {}", std::env::consts::ARCH, std::env::consts::OS);
             ExitCode::SUCCESS
         }
@@ -100,6 +109,8 @@ fn main() -> ExitCode {
             labels,
             plot,
             detector,
+            nab_range,
+            cv,
         } => {
             use lookout_agent::eval::{EvalError, EvalOptions, run};
             let opts = EvalOptions {
@@ -108,6 +119,8 @@ fn main() -> ExitCode {
                 labels,
                 plot,
                 method: detector,
+                nab_range,
+                cv,
             };
             match run(&opts) {
                 Ok(report) => {
@@ -215,10 +228,26 @@ fn run_daemon(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 1);
     }
+    // linfa's k-means runs its assignment step on rayon's global pool, which would start one
+    // thread per CPU (96 on a 96-core host) in an agent that watches thread counts. Training
+    // is small and already off the hot path (the blocking pool): one thread is plenty.
+    // Built now so that it exists, named, from the start rather than on the first training.
+    if let Err(e) = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .thread_name(|_| "lookout-kmeans".into())
+        .build_global()
+    {
+        tracing::warn!(error = %e, "cannot cap the k-means thread pool");
+    }
+    // Every thread of the agent is named after what it is (top, ps -L, /proc/PID/task/*/comm):
+    // the tokio workers and blocking pool (tokio starts workers through the blocking pool, so
+    // the two cannot be told apart by name). Bounds: 2 workers + 4 blocking threads (one is
+    // the timeout sampler's for good, the others are file I/O, DNS and training, seconds at a
+    // time) + k-means + main = 8 at most.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
-        .max_blocking_threads(8)
-        .thread_name("lookout")
+        .max_blocking_threads(lookout_agent::daemon::MAX_BLOCKING_THREADS)
+        .thread_name("lookout-rt")
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;

@@ -1,7 +1,9 @@
 //! Healthy scenario and overhead-bench target: a pool of N worker threads (default 16, first
 //! argument) parked waiting for work that does not come. Must be `ok`. With `tick` as second
 //! argument every worker instead wakes every 50 ms (the sampler's worst case: every thread
-//! has run since the last look, so every syscall line is re-read and decoded).
+//! has run since the last look, so every syscall line is re-read and decoded). With `churn`
+//! threads come and go all the time (each lives ~20 ms): threads that exit between being
+//! listed and being read must not disturb a diagnosis.
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -12,6 +14,19 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(16);
     let tick = std::env::args().nth(2).as_deref() == Some("tick");
+    if std::env::args().nth(2).as_deref() == Some("churn") {
+        println!("ready");
+        // Bounded: an hour of churn at most.
+        for _ in 0..(3600 * 50) {
+            let batch: Vec<_> = (0..n)
+                .map(|_| std::thread::spawn(|| std::thread::sleep(Duration::from_millis(20))))
+                .collect();
+            for t in batch {
+                let _ = t.join();
+            }
+        }
+        return;
+    }
     let work = Arc::new((Mutex::new(Vec::<u64>::new()), Condvar::new()));
     let (_tx, rx) = std::sync::mpsc::channel::<u64>();
     let rx = Arc::new(Mutex::new(rx));

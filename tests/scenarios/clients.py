@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Client programs in the states the timeout detector must classify, against 127.0.0.1:PORT.
 
-  clients.py no-timeout PORT        send a request, recv() with no timeout         missing
+  clients.py no-timeout PORT        send a request, recv() with no timeout (then    missing
+                                    sleep once answered)
   clients.py select-forever PORT    select() on the socket with no timeout         missing
   clients.py connect-forever PORT   blocking connect to a full backlog, no timeout missing
   clients.py write-forever PORT     sendall() to a peer that never reads           missing
@@ -20,7 +21,8 @@
   clients.py requests-ok PORT       requests.get(timeout=30) (a long poll)          ok
   clients.py stream PORT            read a stream that sends a line every 0.5 s     ok
 
-Each mode runs until killed (bounded by one hour).
+Each mode prints "ready" on stdout just before it starts to wait (the test times its stall
+from there), then runs until killed (bounded by one hour).
 """
 import fcntl
 import queue
@@ -32,6 +34,10 @@ import threading
 import time
 
 DEADLINE = time.monotonic() + 3600
+
+
+def ready():
+    print("ready", flush=True)
 
 
 def connect(port, timeout=None):
@@ -46,10 +52,14 @@ def main():
     if mode == "no-timeout":
         s = connect(int(arg))
         s.sendall(b"GET\n")
+        ready()
         s.recv(100)
+        # Answered at last: the wait is over, the process stays (an ended wait, not an exit).
+        time.sleep(3600)
     elif mode == "select-forever":
         s = connect(int(arg))
         s.sendall(b"GET\n")
+        ready()
         select.select([s], [], [])
     elif mode == "connect-forever":
         port = int(arg)
@@ -65,11 +75,13 @@ def main():
             fillers.append(f)
         time.sleep(0.2)
         s = socket.socket()
+        ready()
         s.connect(("127.0.0.1", port))
         time.sleep(3600)
     elif mode == "write-forever":
         s = connect(int(arg))
         s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        ready()
         s.sendall(b"x" * (64 << 20))
     elif mode == "lockf-hold":
         f = open(arg, "a")
@@ -78,19 +90,23 @@ def main():
         time.sleep(3600)
     elif mode == "lockf-wait":
         f = open(arg, "a")
+        ready()
         fcntl.lockf(f, fcntl.LOCK_EX)
     elif mode == "large-timeout":
         s = connect(int(arg), timeout=3600)
         s.sendall(b"GET\n")
+        ready()
         s.recv(100)
     elif mode == "rcvtimeo-large":
         s = connect(int(arg))
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 3600, 0))
         s.sendall(b"GET\n")
+        ready()
         s.recv(100)
     elif mode in ("retry-small", "retry-ok"):
         port = int(arg)
         timeout = 0.2 if mode == "retry-small" else 1.0
+        ready()
         while time.monotonic() < DEADLINE:
             try:
                 with connect(port, timeout=timeout) as s:
@@ -103,6 +119,7 @@ def main():
     elif mode == "timeout-ok":
         s = connect(int(arg), timeout=30)
         s.sendall(b"GET\n")
+        ready()
         try:
             s.recv(100)
         except socket.timeout:
@@ -113,6 +130,7 @@ def main():
         workers = [threading.Thread(target=q.get, daemon=True) for _ in range(8)]
         for w in workers:
             w.start()
+        ready()
         time.sleep(3600)
     elif mode.startswith("asyncio-"):
         import asyncio
@@ -121,6 +139,7 @@ def main():
             reader, writer = await asyncio.open_connection("127.0.0.1", int(arg))
             writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             await writer.drain()
+            ready()
             read = reader.read(100)
             if mode == "asyncio-no-timeout":
                 await read
@@ -136,6 +155,7 @@ def main():
         import requests
 
         url = f"http://127.0.0.1:{arg}/"
+        ready()
         try:
             requests.get(url, timeout=None if mode == "requests-no-timeout" else 30)
         except requests.RequestException:
@@ -144,6 +164,7 @@ def main():
     elif mode == "stream":
         s = connect(int(arg))
         s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        ready()
         while s.recv(4096) and time.monotonic() < DEADLINE:
             pass
     else:

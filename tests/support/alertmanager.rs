@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 pub struct Receiver {
     got: Arc<Mutex<Vec<(String, Value, Instant)>>>,
     pub port: u16,
+    /// When it started: before anything it received.
+    pub started: Instant,
 }
 
 /// One alert of a webhook payload as received.
@@ -39,6 +41,7 @@ impl Receiver {
         let r = Receiver {
             got: Arc::default(),
             port: listener.local_addr().unwrap().port(),
+            started: Instant::now(),
         };
         let got = r.got.clone();
         std::thread::spawn(move || {
@@ -205,6 +208,7 @@ pub struct Sleeper(pub Child);
 
 impl Sleeper {
     /// Start one; returns it and the `cmdline` regex (TOML-escaped) that matches only it.
+    /// `tag` must be digits: `sleep` takes `3600.<tag><pid>` as its duration.
     pub fn start(tag: &str) -> (Self, String) {
         let arg = format!("3600.{tag}{}", std::process::id());
         let child = Command::new("sleep").arg(&arg).spawn().unwrap();

@@ -6,6 +6,7 @@
 pub mod alertmanager;
 pub mod otlp;
 pub mod prometheus;
+pub mod tls;
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -29,6 +30,25 @@ pub fn lookout_bin() -> PathBuf {
     assert!(
         bin.exists(),
         "{} not found: run `cargo build -p lookout-agent` first (tests/run.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// An example program of a workspace crate (`cargo build --workspace --examples`, which
+/// tests/run.sh does): `target/debug/examples/NAME`.
+pub fn example_bin(name: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join("target"));
+    let bin = target.join("debug/examples").join(name);
+    assert!(
+        bin.exists(),
+        "{} not found: run `cargo build --workspace --examples` first (tests/run.sh does)",
         bin.display()
     );
     bin

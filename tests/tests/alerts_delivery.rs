@@ -66,8 +66,8 @@ fn a_dead_alertmanager_costs_one_entry_per_alert_and_gets_the_latest_state() {
     let live_rx = Receiver::start();
     let live = Alertmanager::start(free_port(), live_rx.port);
     let dead_port = free_port();
-    let (a, a_re) = Sleeper::start("d1");
-    let (_b, b_re) = Sleeper::start("d2");
+    let (a, a_re) = Sleeper::start("41");
+    let (_b, b_re) = Sleeper::start("42");
     let agent = Agent::start(&format!(
         "{}{}{}",
         stuck_service("flappy", &a_re, "expected_max_threads = 0"),
@@ -149,7 +149,9 @@ fn a_dead_alertmanager_costs_one_entry_per_alert_and_gets_the_latest_state() {
     }
 
     // The dead one comes back: it receives the latest state of each alert — steady firing,
-    // flappy's two resolved — and its queue empties.
+    // flappy's two resolved — and its queue empties. (Alertmanager notifies a resolution
+    // only in a group it has notified: flappy's ticket, whose firing it never saw, shows in
+    // what it received, not at the receiver.)
     let dead_rx = Receiver::start();
     let back = Alertmanager::start(dead_port, dead_rx.port);
     wait_for(
@@ -162,10 +164,16 @@ fn a_dead_alertmanager_costs_one_entry_per_alert_and_gets_the_latest_state() {
                     r.label("alertname") == name && r.label("service") == svc && r.status == status
                 })
             };
+            let am_metrics = lookout_e2e::http_get(&back.url("/metrics"))?.1;
+            let resolved = metric_value(
+                &am_metrics,
+                "alertmanager_alerts_received_total",
+                &[("status", "resolved"), ("version", "v2")],
+            )?;
             (has("ServiceStuckInitializing", "steady", "firing")
                 && has("ServiceStuckInitializing", "flappy", "resolved")
-                && has("ThreadCountAboveExpected", "flappy", "resolved"))
-            .then_some(())
+                && resolved >= 2.0)
+                .then_some(())
         },
     );
     assert!(
@@ -242,7 +250,7 @@ impl Drop for Tmpfs {
 fn a_read_only_then_full_disk_during_an_outage_loses_nothing_and_is_alerted() {
     let receiver = Receiver::start();
     let am_port = free_port();
-    let tag = |t: &str| format!("f{t}");
+    let tag = |t: &str| format!("3{t}");
     let (_a, a_re) = Sleeper::start(&tag("1"));
     let b_re = Sleeper::pattern(&tag("2"));
     let c_re = Sleeper::pattern(&tag("3"));

@@ -68,10 +68,10 @@ fn every_ending_resolves_at_once() {
     let receiver = Receiver::start();
     let am = Alertmanager::start(free_port(), receiver.port);
     let dir = tempfile::tempdir().unwrap();
-    let (gone, gone_re) = Sleeper::start("e1");
-    let (_removed, removed_re) = Sleeper::start("e2");
-    let (_renamed, renamed_re) = Sleeper::start("e3");
-    let (_rule_off, rule_off_re) = Sleeper::start("e4");
+    let (gone, gone_re) = Sleeper::start("51");
+    let (_removed, removed_re) = Sleeper::start("52");
+    let (_renamed, renamed_re) = Sleeper::start("53");
+    let (_rule_off, rule_off_re) = Sleeper::start("54");
     let dead_replica = free_port();
     let cache_and_tracker = format!(
         r#"
@@ -215,8 +215,8 @@ discovery = {{ http = ["http://127.0.0.1:{dead_replica}"] }}
 fn a_restarted_agent_resolves_what_no_longer_holds() {
     let receiver = Receiver::start();
     let am = Alertmanager::start(free_port(), receiver.port);
-    let (ends, ends_re) = Sleeper::start("r1");
-    let (_stays, stays_re) = Sleeper::start("r2");
+    let (ends, ends_re) = Sleeper::start("61");
+    let (_stays, stays_re) = Sleeper::start("62");
     let agent = Agent::start(&format!(
         "{}{}{}",
         stuck_service("ends-while-down", &ends_re, ""),

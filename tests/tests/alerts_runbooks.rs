@@ -161,10 +161,13 @@ fn every_runbook_link_in_rules_and_dashboards_goes_through_the_central_base() {
             continue;
         }
         let text = std::fs::read_to_string(&path).unwrap();
-        for (i, _) in text.match_indices("/runbooks/") {
-            let start = text[..i].rfind('"').unwrap() + 1;
-            let end = i + text[i..].find('"').unwrap();
+        for (i, _) in text.match_indices("\"url\": \"") {
+            let start = i + "\"url\": \"".len();
+            let end = start + text[start..].find('"').unwrap();
             let url = &text[start..end];
+            if !url.contains("runbooks") {
+                continue;
+            }
             links += 1;
             let Some(name) = url.strip_prefix("${runbook_base}/runbooks/") else {
                 problems.push(format!("{}: {url}", path.display()));

@@ -8,8 +8,8 @@
 mod cache_common;
 
 use cache_common::{Azurite, Exempt, Read};
-use lookout_agent::cache::blob::{self, BlobStore, Fetched};
-use lookout_agent::cache::manifest::Manifest;
+use lookout_cache::blob::{self, BlobStore, Fetched};
+use lookout_cache::manifest::Manifest;
 use lookout_e2e::{Agent, lookout_bin};
 use std::collections::BTreeMap;
 use std::path::Path;

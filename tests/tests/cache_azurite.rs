@@ -6,12 +6,10 @@ mod cache_common;
 
 use bytes::Bytes;
 use cache_common::Azurite;
-use lookout_agent::cache::blob::{self, Fetched, PutCondition, PutOutcome};
-use lookout_agent::cache::chaos::ChaosBlob;
-use lookout_agent::cache::source::Source;
-use lookout_agent::cache::{Cache, CacheOptions, new_owner_id};
-use lookout_agent::context::Context;
-use lookout_agent::series::SeriesKey;
+use lookout_cache::blob::{self, Fetched, PutCondition, PutOutcome};
+use lookout_cache::chaos::ChaosBlob;
+use lookout_cache::source::{self, Source};
+use lookout_cache::{Cache, CacheOptions, new_owner_id};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -29,14 +27,14 @@ fn opts(name: &str, dir: &std::path::Path) -> CacheOptions {
     }
 }
 
-fn counting_source(loads: Arc<AtomicU64>, body: &'static [u8]) -> Source {
-    Source::Custom(Arc::new(move || {
+fn counting_source(loads: Arc<AtomicU64>, body: &'static [u8]) -> Arc<dyn Source> {
+    source::from_fn(move || {
         loads.fetch_add(1, Ordering::SeqCst);
         Box::pin(async move {
             tokio::time::sleep(Duration::from_millis(50)).await;
             Ok(Bytes::from_static(body))
         })
-    }))
+    })
 }
 
 async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
@@ -105,21 +103,21 @@ async fn azure_protocol_conflicts_304_and_corrupt_data() {
     let chaos = ChaosBlob::new(store.clone());
     let token = tokio_util::sync::CancellationToken::new();
     let mut caches = Vec::new();
+    let meter = opentelemetry::global::meter("test");
     for d in &dirs {
-        let ctx = Context::for_tests(d.path().to_path_buf());
         let c = Cache::new(
-            &ctx,
             opts("doc", &d.path().join("cache")),
             counting_source(loads.clone(), b"version one"),
             chaos.clone(),
+            &meter,
         );
         tokio::spawn(c.clone().run(token.clone(), || {}));
-        caches.push((c, ctx));
+        caches.push(c);
     }
     wait_until("every cache serves v1", || {
         caches
             .iter()
-            .all(|(c, _)| c.get().is_some_and(|s| s.version == 1))
+            .all(|c| c.get().is_some_and(|s| s.version == 1))
     })
     .await;
     assert_eq!(
@@ -134,7 +132,7 @@ async fn azure_protocol_conflicts_304_and_corrupt_data() {
     );
 
     // Strong reads on the 304 path: no data moves.
-    let (c0, ctx0) = &caches[0];
+    let c0 = &caches[0];
     let mut lat = Vec::new();
     for _ in 0..50 {
         let t = Instant::now();
@@ -183,23 +181,17 @@ async fn azure_protocol_conflicts_304_and_corrupt_data() {
         PutOutcome::Written(_)
     ));
     // A cache whose source is down (so it cannot repair), restarted on its local snapshot.
-    let failing = Source::Custom(Arc::new(|| {
-        Box::pin(async { Err("source down".to_string()) })
-    }));
+    let failing = source::from_fn(|| Box::pin(async { Err("source down".to_string()) }));
     let c = Cache::new(
-        ctx0,
         opts("doc", &dirs[0].path().join("cache")),
         failing,
         store.clone(),
+        &meter,
     );
     let token = tokio_util::sync::CancellationToken::new();
     tokio::spawn(c.clone().run(token.clone(), || {}));
-    let corrupt = SeriesKey::new(
-        "lookout_cache_errors_total",
-        &[("cache", "doc"), ("kind", "corrupt")],
-    );
     wait_until("a corrupt error to be counted", || {
-        ctx0.series.latest(&corrupt).unwrap_or(0.0) >= 1.0
+        c.status().errors.get("corrupt").copied().unwrap_or(0) >= 1
     })
     .await;
     assert_eq!(c.get().unwrap().version, 1, "the last good version stays");
@@ -214,22 +206,18 @@ async fn azure_protocol_conflicts_304_and_corrupt_data() {
     // Blob tier down at start: an agent restarting on its local snapshot serves it at once
     // (stale), strong reads fail, and blob_up says so.
     drop(az);
-    let ctx = Context::for_tests(dirs[1].path().to_path_buf());
-    let failing = Source::Custom(Arc::new(|| {
-        Box::pin(async { Err("source down".to_string()) })
-    }));
+    let failing = source::from_fn(|| Box::pin(async { Err("source down".to_string()) }));
     let c = Cache::new(
-        &ctx,
         opts("doc", &dirs[1].path().join("cache")),
         failing,
         store.clone(),
+        &meter,
     );
     let token = tokio_util::sync::CancellationToken::new();
     tokio::spawn(c.clone().run(token.clone(), || {}));
     wait_until("the local snapshot served", || c.get().is_some()).await;
     assert_eq!(&c.get().unwrap().bytes[..], b"version one");
-    let up = SeriesKey::new("lookout_cache_blob_up", &[("cache", "doc")]);
-    wait_until("blob_up = 0", || ctx.series.latest(&up) == Some(0.0)).await;
+    wait_until("blob_up = 0", || c.status().blob_up == Some(false)).await;
     assert!(
         c.get_strong().await.is_err(),
         "no strong read without the blob tier"

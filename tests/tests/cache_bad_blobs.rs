@@ -4,7 +4,7 @@
 //! bytes), the error is counted under its kind, strong reads answer 503, and nothing panics;
 //! once the source is back the agent repairs the blob tier and serves a newer version.
 
-use lookout_agent::cache::blob::{self, PutCondition};
+use lookout_cache::blob::{self, PutCondition};
 use lookout_e2e::Agent;
 use sha2::{Digest, Sha256};
 use std::path::Path;

@@ -8,11 +8,10 @@ mod cache_common;
 
 use bytes::Bytes;
 use cache_common::{Exempt, Read};
-use lookout_agent::cache::blob::{self, BlobStore};
-use lookout_agent::cache::chaos::ChaosBlob;
-use lookout_agent::cache::source::Source;
-use lookout_agent::cache::{Cache, CacheOptions, new_owner_id};
-use lookout_agent::context::Context;
+use lookout_cache::blob::{self, BlobStore};
+use lookout_cache::chaos::ChaosBlob;
+use lookout_cache::source::{self, Source};
+use lookout_cache::{Cache, CacheOptions, new_owner_id};
 use rand::Rng;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -38,8 +37,8 @@ struct World {
     hanging: AtomicUsize,
 }
 
-fn source_for(world: Arc<World>, server: usize) -> Source {
-    Source::Custom(Arc::new(move || {
+fn source_for(world: Arc<World>, server: usize) -> Arc<dyn Source> {
+    source::from_fn(move || {
         let world = world.clone();
         Box::pin(async move {
             world.loads.fetch_add(1, Ordering::SeqCst);
@@ -57,7 +56,7 @@ fn source_for(world: Arc<World>, server: usize) -> Source {
             body.resize(4096 + (g as usize % 7) * 100, b'.');
             Ok(Bytes::from(body))
         })
-    }))
+    })
 }
 
 struct Server {
@@ -73,7 +72,6 @@ fn start_server(
     world: &Arc<World>,
 ) -> Server {
     let dir = base.path().join(format!("server-{i}"));
-    let ctx = Context::for_tests(dir.clone());
     let opts = CacheOptions {
         name: "fleet".into(),
         check_interval: CHECK,
@@ -84,7 +82,8 @@ fn start_server(
         local_dir: Some(dir.join("cache")),
         owner: new_owner_id(&format!("server-{i}")),
     };
-    let cache = Cache::new(&ctx, opts, source_for(world.clone(), i), blob);
+    let meter = opentelemetry::global::meter("test");
+    let cache = Cache::new(opts, source_for(world.clone(), i), blob, &meter);
     let token = CancellationToken::new();
     let task = tokio::spawn(cache.clone().run(token.clone(), || {}));
     Server { cache, token, task }

@@ -1,6 +1,8 @@
 //! The daemon's timeout detector on real processes: a watched client stuck on a silent peer
-//! shows in `lookout_blocked_threads` and `lookout_timeout_suspects` and raises a `timeout`
-//! finding; a watched healthy worker pool stays at zero suspects.
+//! shows in `lookout_blocked_threads` and `lookout_timeout_suspects` once the peer has been
+//! silent for the quiet period, raises a `timeout` finding, fires TimeoutBugSuspected after
+//! the rule's `for` and resolves it when the wait ends; a watched idle worker pool stays at
+//! zero suspects.
 
 use lookout_e2e::{Agent, free_port, repo_root, wait_for};
 use std::io::{BufRead, BufReader};
@@ -32,20 +34,25 @@ fn python(args: &[&str], ready: bool) -> Proc {
     Proc(child)
 }
 
+fn alert(agent: &Agent, name: &str, service: &str) -> Option<serde_json::Value> {
+    let (_, body) = agent.get("/api/v1/alerts")?;
+    let list: Vec<serde_json::Value> = serde_json::from_str(&body).ok()?;
+    list.into_iter()
+        .find(|a| a["labels"]["alertname"] == name && a["labels"]["service"] == service)
+}
+
 #[test]
-fn daemon_reports_a_stuck_client_and_leaves_an_idle_pool_alone() {
+fn daemon_reports_a_stuck_client_alerts_after_for_and_resolves_when_the_wait_ends() {
     let dir = repo_root().join("tests/scenarios");
-    let servers = dir.join("servers.py");
     let clients = dir.join("clients.py");
-    let port = free_port();
-    let _server = python(
-        &[servers.to_str().unwrap(), "silent", &port.to_string()],
-        true,
-    );
+    // The test is the silent peer: it accepts, never reads, and answers when told to.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
     let _stuck = python(
         &[clients.to_str().unwrap(), "no-timeout", &port.to_string()],
         false,
     );
+    let (mut conn, _) = listener.accept().unwrap();
     // A second, healthy process distinguished by its own argument.
     let _pool = python(
         &[clients.to_str().unwrap(), "queue-idle", &port.to_string()],
@@ -65,13 +72,23 @@ match = {{ cmdline = "clients\\.py queue-idle {port}$" }}
 [detectors.timeout]
 enabled = true
 sample_hz = 10
-hang_threshold = "2s"
+quiet_period = "2s"
+
+[alerts.rules.TimeoutBugSuspected]
+for = "6s"
+keep_firing_for = "1ms"
 "#
     ));
     let stuck = [("service", "stuck-client"), ("kind", "missing_timeout")];
     wait_for("missing_timeout suspect", Duration::from_secs(30), || {
         (agent.metric("lookout_timeout_suspects", &stuck) == Some(1.0)).then_some(())
     });
+    let seen = std::time::Instant::now();
+    // The suspect is there; the alert waits for its `for` (6 s) on the same evidence.
+    assert!(
+        alert(&agent, "TimeoutBugSuspected", "stuck-client").is_none(),
+        "fired before its for"
+    );
     let metrics = agent.metrics();
     let blocked = lookout_e2e::metric_value(
         &metrics,
@@ -107,6 +124,13 @@ hang_threshold = "2s"
     assert_eq!(f["detail"]["syscall"], "recvfrom");
     assert_eq!(f["detail"]["timeout"], "infinite");
     assert_eq!(f["detail"]["peer"], format!("127.0.0.1:{port}"));
+    assert_eq!(f["detail"]["confidence"], "high", "{f}");
+    assert!(
+        f["detail"]["evidence"]["peer_side"]
+            .as_str()
+            .is_some_and(|p| p.contains("has not read the request")),
+        "{f}"
+    );
     assert!(
         !findings
             .as_array()
@@ -114,6 +138,37 @@ hang_threshold = "2s"
             .iter()
             .any(|f| f["labels"]["service"] == "idle-pool"),
         "{body}"
+    );
+
+    let fired = wait_for(
+        "TimeoutBugSuspected firing",
+        Duration::from_secs(40),
+        || alert(&agent, "TimeoutBugSuspected", "stuck-client"),
+    );
+    // Not before its `for` (the margin is on the early side only: a loaded machine is late).
+    assert!(
+        seen.elapsed() >= Duration::from_secs(5),
+        "fired {:?} after the suspect, before its 6 s for",
+        seen.elapsed()
+    );
+    assert_eq!(fired["labels"]["kind"], "missing_timeout", "{fired}");
+    assert!(alert(&agent, "TimeoutBugSuspected", "idle-pool").is_none());
+
+    // The peer answers: the wait ends (the process stays, sleeping), the alert resolves (at
+    // once: keep_firing_for is 1 ms here; its default holds a flapping alert for 2 min).
+    use std::io::Write;
+    conn.write_all(b"ok\n").unwrap();
+    wait_for("suspect cleared", Duration::from_secs(20), || {
+        (agent.metric("lookout_timeout_suspects", &stuck) == Some(0.0)).then_some(())
+    });
+    wait_for(
+        "TimeoutBugSuspected resolved",
+        Duration::from_secs(30),
+        || {
+            alert(&agent, "TimeoutBugSuspected", "stuck-client")
+                .is_none()
+                .then_some(())
+        },
     );
 }
 

@@ -28,7 +28,7 @@ fn a_missing_process_or_bad_arguments_exit_2_with_one_clear_line() {
 
     let out = diagnose(&["1", "--seconds", "0"]);
     assert_eq!(out.status.code(), Some(2));
-    let out = diagnose(&["1", "--hang-threshold", "soon"]);
+    let out = diagnose(&["1", "--quiet-period", "soon"]);
     assert_eq!(out.status.code(), Some(2));
     let out = diagnose(&["not-a-pid"]);
     assert_eq!(out.status.code(), Some(2));
@@ -88,7 +88,7 @@ fn the_report_for_people_says_what_is_stuck_on_what_and_what_to_do() {
         .spawn()
         .unwrap();
     let pid = client.id().to_string();
-    let out = diagnose(&[&pid, "--seconds", "2", "--hang-threshold", "1s"]);
+    let out = diagnose(&[&pid, "--seconds", "2", "--quiet-period", "1s"]);
     let _ = client.kill();
     let _ = server.kill();
     let _ = client.wait();
@@ -105,4 +105,101 @@ fn the_report_for_people_says_what_is_stuck_on_what_and_what_to_do() {
     assert!(text.contains("none (waits forever)"), "{text}");
     assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
     assert!(text.contains("what to do:"), "{text}");
+    assert!(text.contains("evidence:    high confidence"), "{text}");
+    assert!(text.contains("has not read the request"), "{text}");
+    // Every thread's wait is listed, the stuck one included.
+    assert!(text.contains("every thread's wait"), "{text}");
+}
+
+#[test]
+fn an_ok_verdict_still_shows_every_threads_wait() {
+    let mut pool = Command::new(env!("CARGO_BIN_EXE_scenario-pool-idle"))
+        .arg("8")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(pool.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let out = diagnose(&[&pool.id().to_string(), "--seconds", "1"]);
+    let _ = pool.kill();
+    let _ = pool.wait();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("VERDICT: ok"), "{text}");
+    assert!(text.contains("parked: waits for work"), "{text}");
+    assert!(text.contains("worker-"), "{text}");
+}
+
+/// A target that exits while it is sampled gives a clean verdict (exit 0, `ok`, `exited`),
+/// never a panic; so do threads that exit between being listed and being read.
+#[test]
+fn a_target_that_exits_mid_sample_gives_a_clean_verdict() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let scenarios = repo_root().join("tests/scenarios");
+    let mut client = Command::new("python3")
+        .arg(scenarios.join("clients.py"))
+        .args(["no-timeout", &port.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(client.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let pid = client.id();
+    let watch =
+        std::thread::spawn(move || diagnose(&[&pid.to_string(), "--seconds", "4", "--json"]));
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let _ = client.kill();
+    let _ = client.wait();
+    let out = watch.join().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["verdict"], "ok", "{v}");
+    assert_eq!(v["exited"], true, "{v}");
+    assert_eq!(v["findings"], serde_json::json!([]), "{v}");
+    drop(listener);
+
+    let mut churn = Command::new(env!("CARGO_BIN_EXE_scenario-pool-idle"))
+        .args(["16", "churn"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(churn.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let out = diagnose(&[&churn.id().to_string(), "--seconds", "3", "--json"]);
+    let _ = churn.kill();
+    let _ = churn.wait();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr: {err}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["verdict"], "ok", "{v}");
+    assert_eq!(v["exited"], false, "{v}");
+}
+
+#[test]
+fn the_former_hang_threshold_key_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lookout.toml");
+    std::fs::write(&path, "[detectors.timeout]\nhang_threshold = \"30s\"\n").unwrap();
+    let out = Command::new(lookout_bin())
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let first = err.lines().next().unwrap_or("");
+    assert!(first.contains(":2:"), "{err}");
+    assert!(
+        first.contains("quiet_period") && first.contains("TimeoutBugSuspected"),
+        "{err}"
+    );
 }

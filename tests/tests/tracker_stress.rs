@@ -11,9 +11,7 @@
 
 mod tracker_support;
 
-use lookout_agent::config::{Discovery, HttpUrl};
-use lookout_agent::context::Context;
-use lookout_agent::tracker::{Settings, Tracker};
+use lookout_tracker::{Discovery, Settings, Tracker};
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -42,14 +40,7 @@ fn stress_failovers_under_load() {
         .enable_all()
         .build()
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let ctx = Context::for_tests(dir.path().to_path_buf());
-    let discovery = Discovery::Http(
-        replicas
-            .iter()
-            .map(|r| HttpUrl(url::Url::parse(&r.url).unwrap()))
-            .collect(),
-    );
+    let discovery = Discovery::Http(replicas.iter().map(|r| r.url.clone()).collect());
     let settings = Settings {
         max_in_flight: 64,
         request_timeout: Duration::from_secs(1),
@@ -58,8 +49,9 @@ fn stress_failovers_under_load() {
         max_attempts: 6,
         failover_statuses: vec![421, 503],
     };
-    let tracker = Tracker::with_settings(&ctx, "stress", &discovery, settings).unwrap();
-    let token = ctx.shutdown.clone();
+    let meter = opentelemetry::global::meter("test");
+    let tracker = Tracker::new("stress", &discovery, settings, &meter).unwrap();
+    let token = tokio_util::sync::CancellationToken::new();
     let _guard = rt.enter();
     rt.spawn(tracker.clone().run(token.clone()));
     let follow = |url: &str, within: Duration| {

@@ -181,15 +181,14 @@ impl Meters {
     }
 
     /// The spool gauges from the spool; new write errors added to the counter.
-    fn spool(&self, s: &spool::Spool, reported_errors: &mut u64) {
+    fn spool(&self, s: &mut spool::Spool) {
         self.depth.set(&[], s.depth() as f64);
         self.memory_only.set(&[], s.memory_only() as f64);
         self.disk_failing
             .set(&[], if s.failing().is_some() { 1.0 } else { 0.0 });
-        let errors = s.write_errors();
-        if errors > *reported_errors {
-            self.write_errors.add(errors - *reported_errors, &[]);
-            *reported_errors = errors;
+        let new = s.take_new_errors();
+        if new > 0 {
+            self.write_errors.add(new, &[]);
         }
     }
 }
@@ -304,15 +303,12 @@ pub fn start(
         check_interval.set(&[("cache", c)], *secs);
     }
 
-    let reported_errors = Arc::new(Mutex::new(0u64));
     let on_change = {
         let spool = spool.clone();
         let meters = meters.clone();
-        let reported = reported_errors.clone();
         Arc::new(move || {
-            let s = spool.lock().unwrap_or_else(|p| p.into_inner());
-            let mut r = reported.lock().unwrap_or_else(|p| p.into_inner());
-            meters.spool(&s, &mut r);
+            let mut s = spool.lock().unwrap_or_else(|p| p.into_inner());
+            meters.spool(&mut s);
         }) as Arc<dyn Fn() + Send + Sync>
     };
     on_change();

@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 pub mod series {
     pub const THREADS: &str = "process.thread.count";
     pub const THREAD_LIMIT: &str = "lookout_service_thread_limit";
+    pub const THREAD_LIMIT_USAGE: &str = "lookout_service_thread_limit_usage";
     pub const SYSTEM_THREADS: &str = "system_thread_count";
     pub const SYSTEM_THREAD_LIMIT: &str = "system_thread_limit";
     pub const LAST_COLD_START: &str = "lookout_service_last_cold_start_seconds";
@@ -335,7 +336,7 @@ pub fn all() -> Vec<RuleDef> {
             120.0,
             300.0,
             0.5,
-            "lookout_anomaly_event value above which it fires (and at least 2 trained measurement series behind it)",
+            "lookout_anomaly_event value above which it fires (and at least 2 trained measurement metrics behind it)",
             anomaly_detected,
             Presence::Anomaly,
         ),
@@ -543,26 +544,60 @@ fn host_thread_limit(input: &EvalInput) -> Option<f64> {
         .min_by(f64::total_cmp)
 }
 
+/// The limits ThreadLimitNear weighs for a service, what counts against each, and what
+/// hitting it does.
+const HARD_LIMITS: [(&str, &str, &str); 2] = [
+    (
+        "rlimit_nproc",
+        "RLIMIT_NPROC",
+        "RLIMIT_NPROC counts every thread and process of the service's user, not only the service's",
+    ),
+    (
+        "cgroup_pids",
+        "its cgroup's pids.max (systemd TasksMax)",
+        "the cgroup's pids.max (TasksMax) counts every task of the service's cgroup, all its processes and their threads",
+    ),
+];
+
 fn thread_limit_near(input: &EvalInput, threshold: f64) -> Vec<Candidate> {
     let mut out = Vec::new();
     let threads = latest_by(input, series::THREADS, "service");
-    let nproc = latest_kind(input, series::THREAD_LIMIT, "service", "rlimit_nproc");
+    // Per service, the limit nearest to being hit: the highest usage/limit.
     for (svc, n) in &threads {
-        let Some(limit) = nproc.get(svc).filter(|l| **l > 0.0) else {
+        let mut nearest: Option<(f64, f64, f64, &str, &str)> = None;
+        for (kind, name, what) in HARD_LIMITS {
+            let Some(limit) = latest_kind(input, series::THREAD_LIMIT, "service", kind)
+                .get(svc)
+                .copied()
+                .filter(|l| *l > 0.0)
+            else {
+                continue;
+            };
+            // Without a usage series (an older agent's data), the service's own threads.
+            let used = latest_kind(input, series::THREAD_LIMIT_USAGE, "service", kind)
+                .get(svc)
+                .copied()
+                .unwrap_or(*n);
+            let share = used / limit;
+            if nearest.is_none_or(|(s, ..)| share > s) {
+                nearest = Some((share, used, limit, name, what));
+            }
+        }
+        let Some((share, used, limit, name, what)) = nearest else {
             continue;
         };
-        if *n >= limit * threshold {
+        if share >= threshold {
             out.push(Candidate {
                 subject: subject(&[("service", svc)]),
-                value: *n,
+                value: used,
                 summary: format!(
-                    "Service {svc} runs {n} threads, {:.0}% of its RLIMIT_NPROC of {limit}",
-                    100.0 * n / limit
+                    "Service {svc} is at {:.0}% of {name}: {used} of {limit} tasks",
+                    100.0 * share
                 ),
                 description: format!(
-                    "Service {svc} has {n} threads and its RLIMIT_NPROC (a per-user limit on threads and processes) is {limit}. \
-                     At the limit, thread and process creation fails with EAGAIN: the service (and everything else \
-                     running as its user) can no longer start threads."
+                    "Service {svc} has {n} threads; {what}, and that count is {used} of {limit} — the nearest \
+                     of its limits. At the limit, thread and process creation fails with EAGAIN: the service can no \
+                     longer start threads or processes."
                 ),
             });
         }
@@ -596,20 +631,38 @@ const LEAK_MIN_SPAN: f64 = 300.0;
 const LEAK_MIN_R2: f64 = 0.7;
 
 fn thread_leak_suspected(input: &EvalInput, horizon: f64) -> Vec<Candidate> {
-    let mut limits: BTreeMap<String, (f64, &'static str)> = BTreeMap::new();
+    // Per service, the limit with the least headroom: limit minus what counts against it
+    // (the service's threads for `expected`, the user's or the cgroup's tasks for the others).
+    let threads = latest_by(input, series::THREADS, "service");
+    let mut limits: BTreeMap<String, (f64, f64, &'static str)> = BTreeMap::new();
     let host = host_thread_limit(input);
+    let host_threads = input
+        .series
+        .latest(&SeriesKey::new(series::SYSTEM_THREADS, &[]));
     for (k, v) in input.series.latest_of(series::THREAD_LIMIT) {
         let (Some(svc), Some(kind)) = (k.label("service"), k.label("kind")) else {
             continue;
         };
-        let kind = if kind == "expected" {
-            "expected_max_threads"
-        } else {
-            "RLIMIT_NPROC"
+        let Some(n) = threads.get(svc).copied() else {
+            continue;
         };
-        let e = limits.entry(svc.to_string()).or_insert((v, kind));
-        if v < e.0 {
-            *e = (v, kind);
+        let used = if kind == "expected" {
+            n
+        } else {
+            latest_kind(input, series::THREAD_LIMIT_USAGE, "service", kind)
+                .get(svc)
+                .copied()
+                .unwrap_or(n)
+        };
+        let name = match kind {
+            "expected" => "expected_max_threads",
+            "cgroup_pids" => "its cgroup's pids.max (TasksMax)",
+            _ => "RLIMIT_NPROC",
+        };
+        let headroom = v - used;
+        let e = limits.entry(svc.to_string()).or_insert((headroom, v, name));
+        if headroom < e.0 {
+            *e = (headroom, v, name);
         }
     }
     let mut out = Vec::new();
@@ -617,17 +670,18 @@ fn thread_leak_suspected(input: &EvalInput, horizon: f64) -> Vec<Candidate> {
         let Some(svc) = key.label("service") else {
             continue;
         };
-        let (limit, which) = match (limits.get(svc).copied(), host) {
-            (Some((l, _)), Some(h)) if h < l => (h, "the host thread limit"),
-            (Some(lw), _) => lw,
-            (None, Some(h)) => (h, "the host thread limit"),
+        let host_room = host.map(|h| (h - host_threads.unwrap_or(n), h, "the host thread limit"));
+        let (headroom, limit, which) = match (limits.get(svc).copied(), host_room) {
+            (Some(l), Some(h)) if h.0 < l.0 => h,
+            (Some(l), _) => l,
+            (None, Some(h)) => h,
             (None, None) => continue,
         };
         let samples = input.series.samples(&key);
         let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
             continue;
         };
-        if ((last.t - first.t) as f64) < LEAK_MIN_SPAN || n >= limit {
+        if ((last.t - first.t) as f64) < LEAK_MIN_SPAN || headroom <= 0.0 {
             // Too little history to call it a trend; or already at the limit, which
             // ThreadCountAboveExpected / ThreadLimitNear report.
             continue;
@@ -638,7 +692,8 @@ fn thread_leak_suspected(input: &EvalInput, horizon: f64) -> Vec<Candidate> {
         if slope <= 0.0 || r2 < LEAK_MIN_R2 {
             continue;
         }
-        let eta = (limit - now_fit.max(n)) / slope;
+        // The fit's value now may lead the last sample: the headroom left at the fit's pace.
+        let eta = (headroom - (now_fit - n).max(0.0)) / slope;
         if eta <= horizon {
             out.push(Candidate {
                 subject: subject(&[("service", svc)]),
@@ -908,9 +963,11 @@ fn tracker_throttling(input: &EvalInput, threshold: f64) -> Vec<Candidate> {
 
 // ---- detectors ----------------------------------------------------------------------------
 
-/// Contributors an anomaly event needs before it pages: a host anomaly is many series at
-/// once, and one series moving (a service starting) is not one.
-pub const ANOMALY_MIN_SERIES: usize = 2;
+/// Distinct metrics (names, not label sets) an anomaly event needs behind it before it
+/// pages: a host anomaly is many metrics at once. One metric moving — a service starting,
+/// the three load averages of one load change, both directions of one network burst — is
+/// not one.
+pub const ANOMALY_MIN_METRICS: usize = 2;
 /// A contributor must have been scored for this long: the rule's own warm-up, whatever the
 /// detector's (a fresh agent, or a series that just appeared, has nothing to compare with).
 pub const ANOMALY_MIN_WATCHED_SECS: f64 = 300.0;
@@ -982,7 +1039,11 @@ fn anomaly_detected(input: &EvalInput, threshold: f64) -> Vec<Candidate> {
         return Vec::new();
     }
     let contributors = anomaly_contributors(input);
-    if contributors.len() < ANOMALY_MIN_SERIES {
+    let metrics: std::collections::BTreeSet<&str> = contributors
+        .iter()
+        .map(|(m, _)| m.split('{').next().unwrap_or(m))
+        .collect();
+    if metrics.len() < ANOMALY_MIN_METRICS {
         return Vec::new();
     }
     let top = contributors

@@ -133,6 +133,8 @@ pub struct Spool {
     next_seq: u64,
     /// Writes (and removals) the disk refused, over the spool's life.
     write_errors: u64,
+    /// Of those, how many [`Spool::take_new_errors`] has handed out.
+    errors_taken: u64,
     /// The last disk error while it lasts: `None` once a write succeeds again.
     failing: Option<String>,
     /// Files whose removal failed (delivered notices), removed when the disk recovers.
@@ -150,6 +152,7 @@ impl Spool {
             queues: BTreeMap::new(),
             next_seq: 1,
             write_errors: 0,
+            errors_taken: 0,
             failing: None,
             stale: Vec::new(),
         };
@@ -327,6 +330,14 @@ impl Spool {
 
     pub fn write_errors(&self) -> u64 {
         self.write_errors
+    }
+
+    /// Refused writes since the last call (for a counter that outlives config generations
+    /// as the spool does).
+    pub fn take_new_errors(&mut self) -> u64 {
+        let new = self.write_errors - self.errors_taken;
+        self.errors_taken = self.write_errors;
+        new
     }
 
     /// The current disk error, while the disk refuses writes.

@@ -958,8 +958,16 @@ fn anomaly_detected_needs_trained_measurements_not_bookkeeping() {
         &[cpu, ("lookout_alerts_firing{alertname=\"X\"}", 0.99)],
         0.0
     ));
-    // One series moving is not a host anomaly.
+    // One series moving is not a host anomaly, nor one metric's label sets moving together.
     assert!(!run(&[cpu], 0.0));
+    assert!(!run(
+        &[
+            ("system_load_average{period=\"1m\"}", 0.96),
+            ("system_load_average{period=\"5m\"}", 0.95),
+            ("system_load_average{period=\"15m\"}", 0.91),
+        ],
+        0.0
+    ));
     // A score an immature model may give (≤ IMMATURE_CAP) is no evidence.
     assert!(!run(&[cpu, ("system_memory_utilization", 0.4)], 0.0));
     // Series scored for under 5 minutes by the end (score series born at 700 s) page only

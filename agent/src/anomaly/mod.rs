@@ -1,15 +1,25 @@
-//! The anomaly scorer of the daemon: every series of the series store is fed, sample by
-//! sample, to its own streaming [`Detector`] (lookout-detectors) once per tick, and the
-//! results are published as gauges and findings:
+//! The anomaly scorer of the daemon: every measurement series of the series store is read
+//! once per tick, downsampled to one value per [`BUCKET_SECONDS`] (the mean of its samples,
+//! [`Downsampler`]) and that value is fed to the series' own streaming [`Detector`]
+//! (lookout-detectors), so that the detector's memories cover days, not minutes (training
+//! history 768 × 5 min = 64 h). The results are published as gauges and findings:
 //!
 //! * `lookout_anomaly_score{metric}`: the latest score of each series (0..1);
 //! * `lookout_host_anomaly_rate`: the share of scored series that are anomalous — a series
-//!   counts as anomalous for [`HOLD_TICKS`] ticks after it scored at or above the detector's
+//!   counts as anomalous for [`HOLD_SECONDS`] after it scored at or above the detector's
 //!   operating threshold (the detector scores an incident high once, at its start);
 //! * `lookout_anomaly_event`: 1 while a host anomaly event is active. It starts when the rate
 //!   stays ≥ [`EVENT_ON`] for [`ON_TICKS`] ticks and ends when it stays < [`EVENT_OFF`] for
 //!   [`OFF_TICKS`] ticks (hysteresis: no flapping); its start is a finding (source `anomaly`,
 //!   kind `anomaly_event`) naming the top contributing series.
+//!
+//! Warm-up: a detector never scores at or above the operating threshold before its model is
+//! mature (`lookout_detectors::anomaly::deviation::MATURE` = 256 downsampled values, about
+//! 21 h), so no series counts as anomalous, and
+//! no event starts, before the models have seen that much history.
+//!
+//! Memory: [`Watched::memory_bytes`] per series (the detector ≈ 5 KiB, fixed-size state),
+//! at most [`MEMORY_CAP`] (unit-tested), for at most [`MAX_SERIES`] series.
 //!
 //! Training runs off the hot path: due jobs are collected after scoring and run on tokio's
 //! blocking pool, at most [`TRAININGS_PER_TICK`] per tick; their models are installed when
@@ -17,13 +27,17 @@
 
 use crate::context::{Context, Finding};
 use crate::series::{Gauge, SeriesKey};
+use lookout_detectors::anomaly::downsample::{BUCKET_SECONDS, Downsampler};
 use lookout_detectors::anomaly::{Detector, Method, SeriesKind, TrainingJob};
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::task::JoinSet;
 
-/// Ticks a series stays "anomalous" for the host rate after a high score.
-pub const HOLD_TICKS: u64 = 60;
+/// Seconds a series stays "anomalous" for the host rate after a high score (two downsampled
+/// values: the host rate sees series whose incidents start a bucket apart together).
+pub const HOLD_SECONDS: f32 = 2.0 * BUCKET_SECONDS as f32;
+/// Hard cap on the scorer's memory per watched series (detector, downsampler, bookkeeping).
+pub const MEMORY_CAP: usize = 16 * 1024;
 /// The event starts when the rate stays at or above this ...
 pub const EVENT_ON: f64 = 0.10;
 /// ... for this many ticks,
@@ -32,7 +46,7 @@ pub const ON_TICKS: u32 = 3;
 pub const EVENT_OFF: f64 = 0.05;
 /// ... for this many ticks.
 pub const OFF_TICKS: u32 = 30;
-/// Series scored at most (memory bound: ~5 KiB of detector state per series); also the label
+/// Series scored at most (memory bound: ≤ [`MEMORY_CAP`] per series); also the label
 /// sets `lookout_anomaly_score` may export (the telemetry sizes it for this many).
 pub const MAX_SERIES: usize = 2000;
 /// Trainings started per tick at most (1,000 series retrain every 64 samples: ~16 per second).
@@ -76,13 +90,31 @@ pub fn start(ctx: &Context, interval: Duration, tasks: &mut JoinSet<()>) {
     });
 }
 
-struct Watched {
+pub struct Watched {
     detector: Detector,
-    /// Store time of the last sample fed.
+    downsampler: Downsampler,
+    /// Store time of the last sample read.
     last_t: f32,
     last_score: f32,
-    /// Tick of the last score at or above the operating threshold, and that score.
-    last_high: Option<(u64, f32)>,
+    /// Store time of the last score at or above the operating threshold, and that score.
+    last_high: Option<(f32, f32)>,
+}
+
+impl Watched {
+    fn new(kind: SeriesKind, bucket_seconds: f64) -> Self {
+        Self {
+            detector: Detector::new(Method::Lookout, kind),
+            downsampler: Downsampler::new(bucket_seconds),
+            last_t: f32::NEG_INFINITY,
+            last_score: 0.0,
+            last_high: None,
+        }
+    }
+
+    /// Bytes this series costs the scorer (its key aside: label sets are bounded by config).
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Self>() - std::mem::size_of::<Detector>() + self.detector.memory_bytes()
+    }
 }
 
 /// The per-generation state, separate from the task so it can be driven by tests.
@@ -92,6 +124,9 @@ pub struct Scorer {
     rate: Gauge,
     event: Gauge,
     watched: HashMap<SeriesKey, Watched>,
+    bucket_seconds: f64,
+    /// Latest store time read.
+    now: f32,
     tick: u64,
     active: bool,
     above: u32,
@@ -127,6 +162,8 @@ impl Scorer {
             rate,
             event,
             watched: HashMap::new(),
+            bucket_seconds: BUCKET_SECONDS,
+            now: 0.0,
             tick: 0,
             active: false,
             above: 0,
@@ -135,12 +172,24 @@ impl Scorer {
         }
     }
 
+    /// Downsample to buckets of `seconds` instead of [`BUCKET_SECONDS`] (0: score every
+    /// sample). For benchmarks and tests that cannot wait for real buckets.
+    pub fn set_bucket_seconds(&mut self, seconds: f64) {
+        self.bucket_seconds = seconds;
+    }
+
     /// Whether the scorer reads this series: measurements only. Not its own outputs (no
     /// feedback loop), not the other detectors' and alerts' outputs (they page on their own),
     /// and not configuration, limits, identity or state flags, which change by decision, not
-    /// by behaviour (a restart has its own counter and alert). Skipping them also halves the
-    /// detectors a host with a few services keeps (~4 KiB each).
+    /// by behaviour (a restart has its own counter and alert), and not the agent's own
+    /// bookkeeping: its alert spool, cache versions and generations, and its own process
+    /// (`service="lookout"`, the self-monitoring series), whose load follows what the agent
+    /// does, not the host. Skipping them also halves the detectors a host with a few
+    /// services keeps (~5 KiB each).
     fn scored(key: &SeriesKey) -> bool {
+        if key.label("service") == Some(crate::probes::host::SELF_SERVICE) {
+            return false;
+        }
         !matches!(
             key.name.as_str(),
             SCORE
@@ -157,6 +206,12 @@ impl Scorer {
                 | "process_start_time_seconds"
                 | "lookout_service_up"
                 | "lookout_build_info"
+                | "lookout_alert_spool_depth"
+                | "lookout_cache_version"
+                | "lookout_cache_blob_version"
+                | "lookout_cache_check_interval_seconds"
+                | "lookout_primary_generation"
+                | "lookout_primary_up"
         )
     }
 
@@ -201,15 +256,8 @@ impl Scorer {
                 } else {
                     SeriesKind::Gauge
                 };
-                self.watched.insert(
-                    key.clone(),
-                    Watched {
-                        detector: Detector::new(Method::Lookout, kind),
-                        last_t: f32::NEG_INFINITY,
-                        last_score: 0.0,
-                        last_high: None,
-                    },
-                );
+                self.watched
+                    .insert(key.clone(), Watched::new(kind, self.bucket_seconds));
             }
             let Some(w) = self.watched.get_mut(&key) else {
                 continue;
@@ -219,12 +267,16 @@ impl Scorer {
                 continue;
             }
             for s in &samples {
-                let score = w.detector.observe(f64::from(s.t), f64::from(s.v));
+                self.now = self.now.max(s.t);
+                w.last_t = s.t;
+                let Some((t, mean)) = w.downsampler.push(f64::from(s.t), f64::from(s.v)) else {
+                    continue;
+                };
+                let score = w.detector.observe(t, mean);
                 w.last_score = score;
                 if score >= threshold {
-                    w.last_high = Some((self.tick, score));
+                    w.last_high = Some((s.t, score));
                 }
-                w.last_t = s.t;
             }
             self.score
                 .set(&[("metric", &key.to_string())], f64::from(w.last_score));
@@ -251,7 +303,7 @@ impl Scorer {
             .watched
             .iter()
             .filter_map(|(k, w)| match w.last_high {
-                Some((t, s)) if self.tick - t < HOLD_TICKS => Some((k, s)),
+                Some((t, s)) if self.now - t < HOLD_SECONDS => Some((k, s)),
                 _ => None,
             })
             .collect();
@@ -302,6 +354,14 @@ impl Scorer {
             tracing::info!(rate, "host anomaly event ended");
         }
         self.event.set(&[], if self.active { 1.0 } else { 0.0 });
+    }
+
+    /// Memory of the watched series, in bytes: (largest, total).
+    pub fn memory_bytes(&self) -> (usize, usize) {
+        self.watched
+            .values()
+            .map(Watched::memory_bytes)
+            .fold((0, 0), |(m, t), b| (m.max(b), t + b))
     }
 
     pub fn event_active(&self) -> bool {

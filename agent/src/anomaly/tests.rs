@@ -10,7 +10,19 @@ fn ctx() -> Context {
     ctx
 }
 
-/// Feed one value per series, run a tick, train inline.
+/// Seconds of store time between ticks in these tests (5 ticks per downsampled value).
+const TICK: f32 = 60.0;
+
+/// Feed one value per series at tick `t` (store time `t × TICK`), run a tick, train inline.
+fn step_at(scorer: &mut Scorer, ctx: &Context, t: usize, values: &[(SeriesKey, f64)]) {
+    for (k, v) in values {
+        ctx.series.record_at(k, t as f32 * TICK, *v);
+    }
+    let jobs = scorer.tick();
+    scorer.install(jobs.into_iter().map(|(k, j)| (k, j.run())).collect());
+}
+
+/// Feed one value per series now, run a tick, train inline.
 fn step(scorer: &mut Scorer, ctx: &Context, values: &[(SeriesKey, f64)]) {
     for (k, v) in values {
         ctx.series.record(k, *v);
@@ -19,45 +31,67 @@ fn step(scorer: &mut Scorer, ctx: &Context, values: &[(SeriesKey, f64)]) {
     scorer.install(jobs.into_iter().map(|(k, j)| (k, j.run())).collect());
 }
 
+fn keys(n: usize) -> Vec<SeriesKey> {
+    (0..n)
+        .map(|i| SeriesKey::new("test_metric", &[("n", &i.to_string())]))
+        .collect()
+}
+
+/// Quiet noise (deterministic).
+fn noise(i: usize, t: usize) -> f64 {
+    (((i * 31 + t * 17) % 23) as f64) / 23.0
+}
+
+/// Values of every series at tick `t`: the first `jumped` series at 500, the others at 50.
+fn values(keys: &[SeriesKey], t: usize, jumped: usize) -> Vec<(SeriesKey, f64)> {
+    keys.iter()
+        .enumerate()
+        .map(|(i, k)| {
+            (
+                k.clone(),
+                if i < jumped { 500.0 } else { 50.0 } + noise(i, t),
+            )
+        })
+        .collect()
+}
+
+fn events(ctx: &Context) -> usize {
+    ctx.findings
+        .all()
+        .iter()
+        .filter(|f| f.kind == "anomaly_event")
+        .count()
+}
+
 #[test]
 fn scores_every_series_and_raises_one_event_for_a_host_wide_jump() {
     let ctx = ctx();
     let mut scorer = Scorer::new(&ctx);
-    let keys: Vec<SeriesKey> = (0..10)
-        .map(|i| SeriesKey::new("test_metric", &[("n", &i.to_string())]))
-        .collect();
-    // Quiet noise (deterministic), long enough for mature models (256 samples).
-    let noise = |i: usize, t: usize| (((i * 31 + t * 17) % 23) as f64) / 23.0;
-    for t in 0..400 {
-        let vals: Vec<_> = keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| (k.clone(), 50.0 + noise(i, t)))
-            .collect();
-        step(&mut scorer, &ctx, &vals);
+    let keys = keys(10);
+    // 1,800 ticks of a minute: 360 downsampled values, past the models' maturity (256).
+    for t in 0..1800 {
+        step_at(&mut scorer, &ctx, t, &values(&keys, t, 0));
     }
     assert_eq!(ctx.series.latest_of(SCORE).len(), 10);
     assert!(!scorer.event_active());
     assert_eq!(ctx.series.latest_of(EVENT)[0].1, 0.0);
-    // Half of the series jump far out of their range.
-    for t in 400..410 {
-        let vals: Vec<_> = keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| (k.clone(), if i < 5 { 500.0 } else { 50.0 } + noise(i, t)))
-            .collect();
-        step(&mut scorer, &ctx, &vals);
+    // Half of the series jump far out of their range for four buckets.
+    let mut peak_rate = 0.0f64;
+    for t in 1800..1820 {
+        step_at(&mut scorer, &ctx, t, &values(&keys, t, 5));
+        peak_rate = peak_rate.max(ctx.series.latest_of(RATE)[0].1);
     }
     assert!(scorer.event_active());
     assert_eq!(ctx.series.latest_of(EVENT)[0].1, 1.0);
-    assert!(ctx.series.latest_of(RATE)[0].1 >= 0.5);
+    // The five series that jumped count as anomalous together (held for HOLD_SECONDS).
+    assert!(peak_rate >= 0.5, "{peak_rate}");
     let findings = ctx.findings.all();
-    let events: Vec<_> = findings
+    let events_found: Vec<_> = findings
         .iter()
         .filter(|f| f.kind == "anomaly_event")
         .collect();
-    assert_eq!(events.len(), 1);
-    let top = events[0].detail["top"].as_array().unwrap();
+    assert_eq!(events_found.len(), 1);
+    let top = events_found[0].detail["top"].as_array().unwrap();
     assert!(!top.is_empty());
     for t in top {
         let m = t["metric"].as_str().unwrap();
@@ -70,22 +104,85 @@ fn scores_every_series_and_raises_one_event_for_a_host_wide_jump() {
     }
     // The new level becomes normal: the event ends (after the hold and the off period) and
     // does not restart.
-    for t in 410..600 {
-        let vals: Vec<_> = keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| (k.clone(), if i < 5 { 500.0 } else { 50.0 } + noise(i, t)))
-            .collect();
-        step(&mut scorer, &ctx, &vals);
+    for t in 1820..2200 {
+        step_at(&mut scorer, &ctx, t, &values(&keys, t, 5));
     }
     assert!(!scorer.event_active());
-    let events = ctx
-        .findings
-        .all()
-        .iter()
-        .filter(|f| f.kind == "anomaly_event")
-        .count();
-    assert_eq!(events, 1);
+    assert_eq!(events(&ctx), 1);
+}
+
+#[test]
+fn the_detector_sees_one_mean_per_bucket() {
+    let ctx = ctx();
+    let mut scorer = Scorer::new(&ctx);
+    let keys = keys(1);
+    // One sample a minute for an hour: 12 buckets of 5 minutes, 11 of them closed.
+    for t in 0..60 {
+        step_at(&mut scorer, &ctx, t, &values(&keys, t, 0));
+    }
+    let w = &scorer.watched[&keys[0]];
+    assert_eq!(w.detector.observed(), 11);
+}
+
+#[test]
+fn no_anomaly_before_the_models_have_seen_enough_history() {
+    let ctx = ctx();
+    let mut scorer = Scorer::new(&ctx);
+    let keys = keys(10);
+    // 600 ticks: 120 downsampled values (10 h), below maturity; then every series jumps.
+    for t in 0..600 {
+        step_at(&mut scorer, &ctx, t, &values(&keys, t, 0));
+    }
+    for t in 600..700 {
+        step_at(&mut scorer, &ctx, t, &values(&keys, t, 10));
+        assert_eq!(ctx.series.latest_of(RATE)[0].1, 0.0, "tick {t}");
+    }
+    assert!(!scorer.event_active());
+    assert_eq!(events(&ctx), 0);
+}
+
+#[test]
+fn memory_per_series_is_bounded_over_days() {
+    let ctx = ctx();
+    let mut scorer = Scorer::new(&ctx);
+    // Shapes that fill every part of a detector: noise, a daily wave, a counter, steps.
+    let keys: Vec<SeriesKey> = (0..4)
+        .map(|i| {
+            SeriesKey::new(
+                if i == 2 { "test_total" } else { "test_metric" },
+                &[("n", &i.to_string())],
+            )
+        })
+        .collect();
+    let mut total = 0.0;
+    // Three days of one sample a minute (864 downsampled values: the history is full).
+    for t in 0..4320 {
+        total += 3.0 + noise(2, t);
+        let day = (t as f64 * std::f64::consts::TAU / 1440.0).sin();
+        let vals = vec![
+            (keys[0].clone(), noise(0, t)),
+            (keys[1].clone(), 50.0 + 20.0 * day + noise(1, t)),
+            (keys[2].clone(), total),
+            (
+                keys[3].clone(),
+                if (t / 700) % 2 == 0 { 10.0 } else { 90.0 },
+            ),
+        ];
+        step_at(&mut scorer, &ctx, t, &vals);
+        if t % 500 == 0 {
+            let (largest, _) = scorer.memory_bytes();
+            assert!(largest <= MEMORY_CAP, "tick {t}: {largest} bytes");
+        }
+    }
+    let (largest, sum) = scorer.memory_bytes();
+    assert!(largest <= MEMORY_CAP, "{largest}");
+    assert!(
+        sum / keys.len() <= 16 * 1024,
+        "average {}",
+        sum / keys.len()
+    );
+    // What the bound covers: 768 downsampled values of training history = 64 h ≥ 48 h.
+    assert!(lookout_detectors::anomaly::HISTORY as f64 * BUCKET_SECONDS >= 48.0 * 3600.0);
 }
 
 #[test]
@@ -106,6 +203,9 @@ fn scores_measurements_not_configuration_state_or_other_detectors() {
             &[("service", "api"), ("verdict", "missing_timeout")],
         ),
         SeriesKey::new("lookout_alerts_firing", &[("alertname", "HostAnomaly")]),
+        SeriesKey::new("lookout_alert_spool_depth", &[]),
+        SeriesKey::new("lookout_cache_version", &[("cache", "c")]),
+        SeriesKey::new("process_cpu_utilization", &[("service", "lookout")]),
     ];
     let mut vals = vec![(measured.clone(), 12.0)];
     vals.extend(skipped.iter().map(|k| (k.clone(), 1.0)));

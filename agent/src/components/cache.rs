@@ -1,60 +1,82 @@
-//! The agent's side of each `[[cache]]`: options from the config, the source (including
-//! `{ primary = .. }`, the one link between a cache and a tracker), the readiness gate, and
-//! the task that runs it.
+//! The agent's side of each `[[cache]]` (the cache itself is the `lookout-cache` crate):
+//! options from the config, the source — including `{ primary = .. }`, the one link between
+//! a cache and a tracker — the readiness gate, and the export of the cache's status as the
+//! gauges of CONTRACT.md, its running totals for the alert rules, and its errors as findings.
 
 use super::Components;
-use crate::cache::source::Source;
-use crate::cache::{Cache, CacheOptions, blob, new_owner_id};
 use crate::config::{CacheConfig, CacheSource, Config};
-use crate::context::Context;
-use std::sync::Arc;
+use crate::context::{Context, Finding};
+use crate::series::{Gauge, SeriesKey};
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use lookout_cache::source::{CommandSource, FileSource, HttpSource, Source, SourceError};
+use lookout_cache::{Cache, CacheEvent, CacheOptions, CacheStatus, blob, names, new_owner_id};
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// A cache error is reported as a finding at most this often per kind, so that a long outage
+/// does not flood the findings log.
+const FINDING_EVERY: Duration = Duration::from_secs(60);
 
 /// The tunables of one cache from its `[[cache]]` table.
 pub fn options(cfg: &CacheConfig, ctx: &Context) -> CacheOptions {
     let source_timeout = cfg.source_timeout.get();
-    CacheOptions {
-        name: cfg.name.clone(),
-        check_interval: cfg.check_interval.get(),
-        refresh_interval: cfg.refresh_interval.get(),
-        claim_ttl: cfg.claim_ttl.map(|d| d.get()).unwrap_or(source_timeout * 3),
-        max_size: cfg.max_size,
-        source_timeout,
-        local_dir: Some(ctx.data_dir.join("cache").join(&cfg.name)),
-        owner: new_owner_id(&ctx.host),
+    CacheOptions::new(cfg.name.clone())
+        .check_interval(cfg.check_interval.get())
+        .refresh_interval(cfg.refresh_interval.get())
+        .max_size(cfg.max_size)
+        .source_timeout(source_timeout)
+        .claim_ttl(cfg.claim_ttl.map(|d| d.get()).unwrap_or(source_timeout * 3))
+        .local_dir(ctx.data_dir.join("cache").join(&cfg.name))
+        .owner(new_owner_id(&ctx.host))
+}
+
+/// The source of a `[[cache]]`.
+pub fn source(cfg: &CacheSource, components: &Arc<Components>) -> Arc<dyn Source> {
+    match cfg {
+        CacheSource::File { file } => Arc::new(FileSource(file.clone())),
+        CacheSource::Http { http } => Arc::new(HttpSource::new(http.as_str())),
+        CacheSource::Command { command } => Arc::new(CommandSource(command.clone())),
+        CacheSource::Primary { primary, path } => Arc::new(PrimarySource {
+            components: Arc::downgrade(components),
+            service: primary.clone(),
+            path: path.clone(),
+        }),
     }
 }
 
-/// The source of a `[[cache]]`. `{ primary = .. }` is `GET {primary}{path}` through the
-/// tracker of that service, looked up at load time (a reload may replace the tracker).
-pub fn source(cfg: &CacheSource, components: &Arc<Components>) -> Source {
-    match cfg {
-        CacheSource::File { file } => Source::File(file.clone()),
-        CacheSource::Http { http } => Source::Http(
-            reqwest::Client::builder().build().unwrap_or_default(),
-            http.as_str().to_string(),
-        ),
-        CacheSource::Command { command } => Source::Command(command.clone()),
-        CacheSource::Primary { primary, path } => {
-            let components = Arc::downgrade(components);
-            let service = primary.clone();
-            let path = path.clone();
-            Source::Custom(Arc::new(move || {
-                let tracker = components
-                    .upgrade()
-                    .and_then(|c| c.trackers.load().get(&service).cloned());
-                let service = service.clone();
-                let path = path.clone();
-                Box::pin(async move {
-                    let tracker =
-                        tracker.ok_or_else(|| format!("no tracker for service {service:?} yet"))?;
-                    tracker
-                        .get_bytes(&path)
-                        .await
-                        .map_err(|e| format!("primary of {service}: {e}"))
-                })
-            }))
-        }
+/// `GET {primary}{path}` through the tracker of `service`, looked up at load time: the
+/// tracker of the same generation may start after the cache, and a reload replaces it.
+struct PrimarySource {
+    components: Weak<Components>,
+    service: String,
+    path: String,
+}
+
+impl Source for PrimarySource {
+    fn kind(&self) -> &'static str {
+        "primary"
+    }
+
+    fn load(&self, _limit: u64) -> BoxFuture<'_, Result<Bytes, SourceError>> {
+        Box::pin(async move {
+            let service = &self.service;
+            let tracker = self
+                .components
+                .upgrade()
+                .and_then(|c| c.trackers.load().get(service).cloned())
+                .ok_or_else(|| {
+                    SourceError::Failed(format!("no tracker for service {service:?} yet"))
+                })?;
+            tracker
+                .get_bytes(&self.path)
+                .await
+                .map_err(|e| SourceError::Failed(format!("primary of {service}: {e}")))
+        })
     }
 }
 
@@ -87,8 +109,11 @@ pub fn start_all(
         let opts = options(cfg, ctx);
         let source = source(&cfg.source, components);
         tracing::info!(cache = %cfg.name, blob = %blob.describe(), source = source.kind(), "cache starting");
-        let cache = Cache::new(ctx, opts, source, blob);
+        let cache = Cache::new(opts, source, blob, &ctx.meter);
         caches.insert(cfg.name.clone(), cache.clone());
+        // Subscribed before the cache runs, so the first events are not missed.
+        let events = cache.subscribe();
+        tasks.spawn(export(ctx.clone(), cache.clone(), events));
         let token = ctx.shutdown.clone();
         let readiness = ctx.readiness.clone();
         tasks.spawn(async move {
@@ -99,4 +124,128 @@ pub fn start_all(
         });
     }
     components.caches.store(Arc::new(caches));
+}
+
+/// The gauges of one cache, from [`CacheStatus`].
+struct CacheGauges {
+    version: Gauge,
+    blob_version: Gauge,
+    lag: Gauge,
+    staleness: Gauge,
+    blob_up: Gauge,
+}
+
+impl CacheGauges {
+    fn new(ctx: &Context) -> Self {
+        let g = |name, help, unit| ctx.series.gauge(&ctx.meter, name, help, unit);
+        Self {
+            version: g(names::VERSION, "Version this agent serves", ""),
+            blob_version: g(
+                names::BLOB_VERSION,
+                "Latest version seen in the blob tier",
+                "",
+            ),
+            lag: g(
+                names::VERSION_LAG,
+                "Versions this agent is behind the blob tier",
+                "",
+            ),
+            staleness: g(
+                names::STALENESS_SECONDS,
+                "Local monotonic seconds since the last successful check against the blob tier",
+                "s",
+            ),
+            blob_up: g(
+                names::BLOB_UP,
+                "1 when the last blob operation succeeded, 0 when failing",
+                "",
+            ),
+        }
+    }
+
+    fn all(&self) -> [&Gauge; 5] {
+        [
+            &self.version,
+            &self.blob_version,
+            &self.lag,
+            &self.staleness,
+            &self.blob_up,
+        ]
+    }
+}
+
+/// Follow one cache's events until the generation stops: gauges and running totals from its
+/// status after each event, a finding per error kind at most every [`FINDING_EVERY`].
+async fn export(
+    ctx: Context,
+    cache: Arc<Cache>,
+    mut events: tokio::sync::broadcast::Receiver<CacheEvent>,
+) {
+    let gauges = CacheGauges::new(&ctx);
+    let token: CancellationToken = ctx.shutdown.clone();
+    let name = cache.name().to_string();
+    let mut last_finding: HashMap<&'static str, Instant> = HashMap::new();
+    loop {
+        let event = tokio::select! {
+            _ = token.cancelled() => break,
+            e = events.recv() => e,
+        };
+        match event {
+            Ok(CacheEvent::Error { kind, message }) => {
+                let now = Instant::now();
+                let due = last_finding
+                    .get(kind)
+                    .is_none_or(|t| now.duration_since(*t) >= FINDING_EVERY);
+                if due {
+                    last_finding.insert(kind, now);
+                    ctx.findings.push(
+                        Finding::new("cache", kind, format!("cache {name}: {message}"))
+                            .label("cache", &name)
+                            .detail(serde_json::json!({
+                                "served_version": cache.status().version,
+                                "blob": cache.blob_description(),
+                            })),
+                    );
+                }
+            }
+            Ok(_) => {}
+            Err(RecvError::Lagged(n)) => {
+                tracing::warn!(cache = %name, missed = n, "cache events missed; gauges re-read from its status");
+            }
+            Err(RecvError::Closed) => break,
+        }
+        publish(&ctx, &gauges, &name, &cache.status());
+    }
+    for g in gauges.all() {
+        g.remove_where("cache", &name);
+    }
+}
+
+/// Set the gauges of CONTRACT.md and the running totals the alert rules read.
+fn publish(ctx: &Context, gauges: &CacheGauges, name: &str, st: &CacheStatus) {
+    let l = [("cache", name)];
+    if let Some(v) = st.version {
+        gauges.version.set(&l, v as f64);
+    }
+    if let Some(v) = st.blob_version {
+        gauges.blob_version.set(&l, v as f64);
+    }
+    if let Some(v) = st.version_lag {
+        gauges.lag.set(&l, v as f64);
+    }
+    gauges.staleness.set(&l, st.staleness.as_secs_f64());
+    if let Some(up) = st.blob_up {
+        gauges.blob_up.set(&l, if up { 1.0 } else { 0.0 });
+    }
+    for (series, label, totals) in [
+        (names::ERRORS_TOTAL, "kind", &st.errors),
+        (names::SOURCE_LOADS_TOTAL, "outcome", &st.source_loads),
+    ] {
+        for (value, n) in totals {
+            ctx.series.record(
+                &SeriesKey::new(series, &[("cache", name), (label, value)]),
+                *n as f64,
+            );
+        }
+    }
 }

@@ -21,8 +21,8 @@ use tokio::task::JoinSet;
 /// swapped whole when a generation starts, so no request sees half of two configs.
 #[derive(Default)]
 pub struct Components {
-    pub caches: ArcSwap<BTreeMap<String, Arc<crate::cache::Cache>>>,
-    pub trackers: ArcSwap<BTreeMap<String, Arc<crate::tracker::Tracker>>>,
+    pub caches: ArcSwap<BTreeMap<String, Arc<lookout_cache::Cache>>>,
+    pub trackers: ArcSwap<BTreeMap<String, Arc<lookout_tracker::Tracker>>>,
     pub alerts: Arc<crate::alerting::AlertsView>,
     /// The alerting state one generation hands to the next (not for handlers).
     pub alerting: Arc<crate::alerting::Handoff>,
@@ -60,6 +60,7 @@ fn start_probes(ctx: &Context, config: &Config, tasks: &mut JoinSet<()>) {
     {
         let mut probe = HostProbe::new(ctx, metrics.clone());
         let token = token.clone();
+        let heartbeat = ctx.heartbeat.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
         firsts.push(rx);
         tasks.spawn(async move {
@@ -71,6 +72,7 @@ fn start_probes(ctx: &Context, config: &Config, tasks: &mut JoinSet<()>) {
                     _ = token.cancelled() => break,
                     _ = tick.tick() => {
                         probe.tick();
+                        heartbeat.beat();
                         if let Some(tx) = tx.take() { let _ = tx.send(()); }
                     }
                 }

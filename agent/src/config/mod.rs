@@ -123,6 +123,19 @@ pub struct OtlpConfig {
     pub protocol: Option<OtlpProtocol>,
     #[serde(default = "default_otlp_interval")]
     pub interval: Duration,
+    /// Request body compression; absent = `OTEL_EXPORTER_OTLP_COMPRESSION`, else gzip.
+    pub compression: Option<OtlpCompression>,
+    /// PEM file of the CA(s) that sign the collector's certificate (https endpoints);
+    /// absent = `OTEL_EXPORTER_OTLP_CERTIFICATE`, else the system's trust store.
+    pub certificate: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum OtlpCompression {
+    #[serde(rename = "gzip")]
+    Gzip,
+    #[serde(rename = "none")]
+    None,
 }
 
 fn default_otlp_interval() -> Duration {
@@ -147,6 +160,19 @@ pub struct ServiceConfig {
     pub expected_max_threads: Option<u64>,
     #[serde(default = "default_cold_start_budget")]
     pub cold_start_budget: Duration,
+    /// Which processes make the service (beside the oldest match, its main process).
+    #[serde(default)]
+    pub processes: ServiceProcesses,
+}
+
+/// `all` (the default): every matching process and the descendants of each; `tree`: the main
+/// process (the oldest match) and its descendants only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceProcesses {
+    #[default]
+    All,
+    Tree,
 }
 
 fn default_cold_start_budget() -> Duration {

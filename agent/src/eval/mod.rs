@@ -5,11 +5,20 @@
 //! the daemon runs, with the same (single) configuration — and the score of row t is taken
 //! before anything after row t is read; training happens inline at the point the daemon would
 //! start it, on the rows seen so far. Labels are only read after scoring, to compute NAB.
+//!
+//! `--nab-range` (CAD OSE only) breaks causality on purpose, for scoreboard comparison: the
+//! file's minimum and maximum are given to the detector before the first row and its rest
+//! period is NAB's (`probationaryPeriod / 5`), exactly as NAB runs CAD OSE.
+//!
+//! `--cv` adds leave-one-category-out cross-validation (`lookout_detectors::nab::cv`): the
+//! category of a file is the first directory of its labelled path; for each category the
+//! threshold is chosen on the other categories and the held-out files are judged with it.
 
 pub mod plot;
 
+use lookout_detectors::anomaly::cad_ose::CadOse;
 use lookout_detectors::anomaly::{Detector, Method, SeriesKind};
-use lookout_detectors::nab::{self, Corpus, FileInput, PROFILES, ProfileResult};
+use lookout_detectors::nab::{self, Corpus, FileInput, PROFILES, ProfileResult, cv};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -30,6 +39,10 @@ pub struct EvalOptions {
     pub labels: Option<PathBuf>,
     pub plot: Option<PathBuf>,
     pub method: Method,
+    /// CAD OSE fed NAB's way (file minimum and maximum up front): not causal.
+    pub nab_range: bool,
+    /// Leave-one-category-out cross-validation beside the in-sample scores.
+    pub cv: bool,
 }
 
 /// One scored file.
@@ -42,6 +55,8 @@ pub struct ScoredFile {
     /// Labelled windows as row ranges (empty without labels).
     pub windows: Vec<(usize, usize)>,
     pub labelled: bool,
+    /// The labels' path of the file (its first directory is its category).
+    pub label_key: Option<String>,
 }
 
 /// The NAB results of a run with labels.
@@ -51,6 +66,8 @@ pub struct NabReport {
     pub operating_threshold: f64,
     pub files: usize,
     pub windows: usize,
+    /// Per profile: optimised thresholds, then at the operating threshold (with `--cv`).
+    pub cv: Option<(Vec<cv::CvResult>, Vec<cv::CvResult>)>,
 }
 
 pub struct EvalReport {
@@ -84,6 +101,31 @@ impl EvalReport {
             .collect::<Vec<_>>()
             .join(" ");
         let _ = writeln!(s, "optimised thresholds {thresholds}");
+        if let Some((best, at_op)) = &nab.cv {
+            for (name, results) in [("optimised", best), ("operating", at_op)] {
+                let _ = writeln!(
+                    s,
+                    "cv leave-one-category-out, {name} threshold: {}",
+                    results
+                        .iter()
+                        .map(|r| format!(
+                            "{}={:.2} (in-sample {:.2})",
+                            r.profile.name, r.cv, r.in_sample
+                        ))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                );
+                if let Some(standard) = results.first() {
+                    for f in &standard.folds {
+                        let _ = writeln!(
+                            s,
+                            "  held out {} (threshold {:.4} from the others): standard={:.2} false_positives={}",
+                            f.category, f.threshold, f.held_out, f.false_positives
+                        );
+                    }
+                }
+            }
+        }
         let _ = writeln!(
             s,
             "operating threshold {} {}",
@@ -123,7 +165,16 @@ pub fn run(opts: &EvalOptions) -> Result<EvalReport, EvalError> {
         let text = std::fs::read_to_string(&path)
             .map_err(|e| EvalError::BadInput(format!("{}: {e}", path.display())))?;
         let (timestamps, values, raw_values) = parse_csv(&path, &text)?;
-        let scores = score_series(opts.method, &timestamps, &values);
+        if opts.nab_range && opts.method != Method::CadOse {
+            return Err(EvalError::BadInput(
+                "--nab-range applies to --detector cad-ose only".into(),
+            ));
+        }
+        let scores = if opts.nab_range {
+            score_nab_way(&values)
+        } else {
+            score_series(opts.method, &timestamps, &values)
+        };
         write_scored(
             &opts.out.join(&rel),
             &text,
@@ -131,9 +182,10 @@ pub fn run(opts: &EvalOptions) -> Result<EvalReport, EvalError> {
             &raw_values,
             &scores,
         )?;
-        let (windows, labelled) = match labels.as_ref().and_then(|l| find_label(l, &rel)) {
-            Some(w) => (nab::windows_to_rows(&timestamps, w), true),
-            None => (Vec::new(), false),
+        let (windows, labelled, label_key) = match labels.as_ref().and_then(|l| find_label(l, &rel))
+        {
+            Some((key, w)) => (nab::windows_to_rows(&timestamps, w), true, Some(key)),
+            None => (Vec::new(), false, None),
         };
         files.push(ScoredFile {
             rel,
@@ -142,6 +194,7 @@ pub fn run(opts: &EvalOptions) -> Result<EvalReport, EvalError> {
             scores,
             windows,
             labelled,
+            label_key,
         });
     }
     if let Some(dir) = &opts.plot {
@@ -160,7 +213,31 @@ pub fn run(opts: &EvalOptions) -> Result<EvalReport, EvalError> {
             .collect();
         let corpus = Corpus::new(&inputs);
         let op = opts.method.operating_threshold();
+        let cv = opts.cv.then(|| {
+            let labelled: Vec<&ScoredFile> = files.iter().filter(|f| f.labelled).collect();
+            let meta: Vec<cv::LabelledFile> = labelled
+                .iter()
+                .map(|f| cv::LabelledFile {
+                    category: f
+                        .label_key
+                        .as_deref()
+                        .and_then(|k| k.split('/').next())
+                        .unwrap_or("")
+                        .to_string(),
+                    windows: f.windows.clone(),
+                })
+                .collect();
+            let scores = vec![labelled.iter().map(|f| f.scores.clone()).collect()];
+            let run = |fixed| {
+                PROFILES
+                    .iter()
+                    .map(|&p| cv::leave_one_category_out(&meta, &scores, p, fixed))
+                    .collect()
+            };
+            (run(None), run(Some(op)))
+        });
         NabReport {
+            cv,
             optimised: PROFILES.iter().map(|&p| corpus.optimise(p)).collect(),
             operating: PROFILES.iter().map(|&p| corpus.score_at(p, op)).collect(),
             operating_threshold: op,
@@ -169,6 +246,17 @@ pub fn run(opts: &EvalOptions) -> Result<EvalReport, EvalError> {
         }
     });
     Ok(EvalReport { files, nab })
+}
+
+/// CAD OSE as NAB runs it: the file's minimum and maximum up front, rest period
+/// `probationaryPeriod / 5` with NAB's probation (15 % of the rows, at most 750).
+pub fn score_nab_way(values: &[f64]) -> Vec<f64> {
+    let finite = values.iter().copied().filter(|v| v.is_finite());
+    let min = finite.clone().fold(f64::INFINITY, f64::min);
+    let max = finite.fold(f64::NEG_INFINITY, f64::max);
+    let probation = (0.15 * values.len() as f64).floor().min(0.15 * 5000.0);
+    let mut cad = CadOse::with_range(min, max, probation / 5.0);
+    values.iter().map(|&v| cad.score(v)).collect()
 }
 
 /// Score one series row by row, training inline exactly when the daemon would.
@@ -310,11 +398,11 @@ fn read_labels(path: &Path) -> Result<Labels, EvalError> {
 
 /// The labels of a file: its relative path, or the same path with leading directories
 /// dropped (data given as the NAB root, whose files sit under `data/`).
-fn find_label<'a>(labels: &'a Labels, rel: &str) -> Option<&'a Vec<(i64, i64)>> {
+fn find_label<'a>(labels: &'a Labels, rel: &str) -> Option<(String, &'a Vec<(i64, i64)>)> {
     let mut rest = rel;
     loop {
         if let Some(w) = labels.get(rest) {
-            return Some(w);
+            return Some((rest.to_string(), w));
         }
         rest = rest.split_once('/')?.1;
     }

@@ -133,6 +133,7 @@ mod tests {
             scores: (0..n).map(|i| if i == 1500 { 0.9 } else { 0.1 }).collect(),
             windows: vec![(1400, 1600)],
             labelled: true,
+            label_key: None,
         };
         let svg = render(&file, 0.6);
         assert!(

@@ -1,4 +1,4 @@
-//! `GET /v1/cache/{name}`: the cached document with `ETag` = its version, `If-None-Match` →
+//! `GET /v1/cache/{name}` over [`lookout_cache::Cache`]: the cached document with `ETag` = its version, `If-None-Match` →
 //! 304, `?consistency=strong` validated against the blob tier first (503 when it cannot be),
 //! and the `X-Lookout-Version` / `X-Lookout-Staleness-Seconds` headers.
 

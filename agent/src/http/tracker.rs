@@ -3,13 +3,13 @@
 //! streamed bodies both ways; 503 when no primary is known, 429 when throttled).
 
 use super::AppState;
-use crate::tracker::{ForwardBody, Tracker, TrackerError, is_hop_by_hop};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
+use lookout_tracker::{ForwardBody, Tracker, TrackerError, is_hop_by_hop};
 use std::sync::Arc;
 
 /// Bodies up to this size are held in memory so that idempotent requests can be retried on

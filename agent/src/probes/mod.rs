@@ -19,6 +19,9 @@ use procinfo::ProcSnapshot;
 pub struct ProbeMetrics {
     pub threads: Gauge,
     pub thread_limit: Gauge,
+    pub thread_limit_usage: Gauge,
+    pub processes: Gauge,
+    pub cpu_time: Gauge,
     pub cpu: Gauge,
     pub rss: Gauge,
     pub fds: Gauge,
@@ -39,8 +42,26 @@ impl ProbeMetrics {
             thread_limit: s.gauge(
                 m,
                 "lookout_service_thread_limit",
-                "Thread limits of a watched service: the configured expected maximum and RLIMIT_NPROC",
+                "Thread limits of a watched service: the configured expected maximum, RLIMIT_NPROC (every task of the user), the cgroup's pids.max (systemd TasksMax)",
                 "{thread}",
+            ),
+            thread_limit_usage: s.gauge(
+                m,
+                "lookout_service_thread_limit_usage",
+                "What counts against each limit of lookout_service_thread_limit: the user's tasks (rlimit_nproc), the cgroup's pids.current (cgroup_pids)",
+                "{thread}",
+            ),
+            cpu_time: s.counter(
+                m,
+                "process_cpu_time_seconds_total",
+                "CPU time (user + system) of a watched service, all its processes; drops when one of them exits",
+                "s",
+            ),
+            processes: s.gauge(
+                m,
+                "lookout_service_processes",
+                "Processes of a watched service now (every matching process and its descendants)",
+                "{process}",
             ),
             cpu: s.gauge(m, "process_cpu_utilization", "CPU of a watched service, in cores", "1"),
             rss: s.gauge(m, "process_resident_memory_bytes", "Resident memory of a watched service", "By"),
@@ -105,6 +126,10 @@ impl ProbeMetrics {
         if let Some(cpu) = cpu_cores {
             self.cpu.set(&l, cpu);
         }
+        self.cpu_time.set(
+            &l,
+            snap.cpu_ticks as f64 / procfs::ticks_per_second() as f64,
+        );
         self.rss.set(&l, snap.rss_bytes as f64);
         match snap.open_fds {
             Some(n) => self.fds.set(&l, n as f64),
@@ -113,6 +138,36 @@ impl ProbeMetrics {
         self.start_time.set(&l, snap.start_unix_secs().round());
         if let Some(init) = initializing {
             self.initializing.set(&l, init);
+        }
+    }
+
+    /// The limits that count more than the service's own threads: the user's tasks against
+    /// RLIMIT_NPROC and the cgroup's tasks against its pids.max, and how many processes the
+    /// service has.
+    pub fn record_limits(
+        &self,
+        service: &str,
+        processes: usize,
+        user_tasks: Option<u64>,
+        pids: Option<procinfo::PidsLimit>,
+    ) {
+        self.processes
+            .set(&[("service", service)], processes as f64);
+        let nproc = [("service", service), ("kind", "rlimit_nproc")];
+        match user_tasks {
+            Some(n) => self.thread_limit_usage.set(&nproc, n as f64),
+            None => self.thread_limit_usage.remove(&nproc),
+        }
+        let cg = [("service", service), ("kind", "cgroup_pids")];
+        match pids {
+            Some(p) => {
+                self.thread_limit.set(&cg, p.max as f64);
+                self.thread_limit_usage.set(&cg, p.current as f64);
+            }
+            None => {
+                self.thread_limit.remove(&cg);
+                self.thread_limit_usage.remove(&cg);
+            }
         }
     }
 
@@ -129,6 +184,9 @@ impl ProbeMetrics {
         for g in [
             &self.threads,
             &self.thread_limit,
+            &self.thread_limit_usage,
+            &self.processes,
+            &self.cpu_time,
             &self.cpu,
             &self.rss,
             &self.fds,

@@ -112,11 +112,26 @@ impl ServiceWatcher {
             self.metrics.service_absent(&name);
             return self.interval;
         };
-        let Some(snap) = ProcSnapshot::read(inst.pid) else {
+        let Some(main) = ProcSnapshot::read(inst.pid) else {
             self.instance = None;
             self.metrics.service_absent(&name);
             return Duration::from_millis(10);
         };
+        // The whole service: its other processes summed into the main one's snapshot.
+        let mut snap = main.clone();
+        let all = self.cfg.processes == crate::config::ServiceProcesses::All;
+        let mut processes = 1;
+        for pid in matcher::members(inst.pid, &self.cfg.matcher, all) {
+            if pid == inst.pid {
+                continue;
+            }
+            if let Some(other) = ProcSnapshot::read(pid) {
+                snap.absorb(&other);
+                processes += 1;
+            }
+        }
+        let user_tasks = main.uid.map(matcher::user_tasks);
+        let pids = super::procinfo::pids_limit(inst.pid);
 
         if !inst.ready
             && let Some(checker) = &self.ready
@@ -157,6 +172,8 @@ impl ServiceWatcher {
             self.cfg.expected_max_threads,
             Some(initializing),
         );
+        self.metrics
+            .record_limits(&name, processes, user_tasks, pids);
         if inst.ready {
             self.interval
         } else {

@@ -256,6 +256,52 @@ impl SeriesStore {
     }
 }
 
+impl SeriesStore {
+    /// A counter named `name` (its Prometheus name, ending in `_total`) whose running total a
+    /// probe reads from the kernel and [`Gauge::set`]s, exported as an observable counter
+    /// (named without `_total`, which the Prometheus exporter adds back). The store keeps the
+    /// totals, so that rules and charts can take their increase.
+    pub fn counter(
+        self: &Arc<Self>,
+        meter: &Meter,
+        name: &'static str,
+        description: &'static str,
+        unit: &'static str,
+    ) -> Gauge {
+        let first = self
+            .registered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string());
+        if first {
+            let store = Arc::downgrade(self);
+            let mut builder = meter
+                .f64_observable_counter(name.strip_suffix("_total").unwrap_or(name))
+                .with_description(description);
+            if !unit.is_empty() {
+                builder = builder.with_unit(unit);
+            }
+            builder
+                .with_callback(move |observer| {
+                    let Some(store) = store.upgrade() else { return };
+                    for (key, value) in store.latest_of(name) {
+                        let attrs: Vec<KeyValue> = key
+                            .labels
+                            .iter()
+                            .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
+                            .collect();
+                        observer.observe(value, &attrs);
+                    }
+                })
+                .build();
+        }
+        Gauge {
+            name,
+            store: self.clone(),
+        }
+    }
+}
+
 /// A handle to one gauge of the store; see [`SeriesStore::gauge`].
 #[derive(Clone)]
 pub struct Gauge {

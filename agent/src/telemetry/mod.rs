@@ -6,16 +6,18 @@
 //! without unit suffixes so that the names come out exactly as written, and adds `_total` to
 //! counters, which are therefore named without it.
 
-use crate::config::{OtlpConfig, OtlpProtocol};
-use opentelemetry::KeyValue;
+pub mod otlp;
+pub mod resource;
+
 use opentelemetry::metrics::{Meter, MeterProvider};
-use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
-use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
+pub use otlp::OtlpTarget;
 use prometheus::{Encoder, TextEncoder};
 use thiserror::Error;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The git commit the binary was built from (`unknown` outside a git checkout); see build.rs.
+pub const GIT_COMMIT: &str = env!("LOOKOUT_GIT_COMMIT");
 
 /// Histogram buckets for latencies in seconds, 100 µs to 60 s.
 pub const LATENCY_BUCKETS: &[f64] = &[
@@ -34,66 +36,6 @@ pub enum TelemetryError {
     Prometheus(String),
     #[error("OTLP exporter: {0}")]
     Otlp(String),
-}
-
-/// Where OTLP goes, resolved from config and the standard environment variables.
-#[derive(Clone, Debug, PartialEq)]
-pub struct OtlpTarget {
-    pub endpoint: String,
-    pub protocol: OtlpProtocol,
-    pub interval: std::time::Duration,
-}
-
-impl OtlpTarget {
-    /// Config first, then `OTEL_EXPORTER_OTLP_*`; `None` when neither asks for OTLP.
-    pub fn resolve(config: Option<&OtlpConfig>) -> Option<Self> {
-        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        let env_protocol = env("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL")
-            .or_else(|| env("OTEL_EXPORTER_OTLP_PROTOCOL"))
-            .and_then(|p| match p.trim() {
-                "grpc" => Some(OtlpProtocol::Grpc),
-                "http/protobuf" => Some(OtlpProtocol::HttpProtobuf),
-                _ => None,
-            });
-        let env_endpoint = env("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
-            .or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT"));
-        let (endpoint, protocol, interval) = match config {
-            Some(c) => (
-                c.endpoint
-                    .as_ref()
-                    .map(|u| u.as_str().to_string())
-                    .or(env_endpoint),
-                c.protocol.or(env_protocol).unwrap_or(OtlpProtocol::Grpc),
-                c.interval.get(),
-            ),
-            None => (
-                env_endpoint.clone(),
-                env_protocol.unwrap_or(OtlpProtocol::HttpProtobuf),
-                std::time::Duration::from_secs(15),
-            ),
-        };
-        if config.is_none() && endpoint.is_none() {
-            return None;
-        }
-        let endpoint = endpoint.unwrap_or_else(|| match protocol {
-            OtlpProtocol::Grpc => "http://127.0.0.1:4317".into(),
-            OtlpProtocol::HttpProtobuf => "http://127.0.0.1:4318".into(),
-        });
-        Some(Self {
-            endpoint,
-            protocol,
-            interval,
-        })
-    }
-
-    /// The URL the http/protobuf exporter posts to: a bare base gets `/v1/metrics`.
-    fn http_url(&self) -> String {
-        let trimmed = self.endpoint.trim_end_matches('/');
-        match url::Url::parse(trimmed) {
-            Ok(u) if u.path() == "/" || u.path().is_empty() => format!("{trimmed}/v1/metrics"),
-            _ => trimmed.to_string(),
-        }
-    }
 }
 
 /// Label sets an instrument may have before the SDK folds new ones into one
@@ -131,13 +73,7 @@ pub struct Telemetry {
 impl Telemetry {
     /// Build the provider. Must run inside a tokio runtime when OTLP is on.
     pub fn new(host: &str, otlp: Option<OtlpTarget>) -> Result<Self, TelemetryError> {
-        let resource = Resource::builder_empty()
-            .with_service_name("lookout")
-            .with_attributes([
-                KeyValue::new("service.version", VERSION),
-                KeyValue::new("host.name", host.to_string()),
-            ])
-            .build();
+        let resource = resource::build(host, VERSION);
         let registry = prometheus::Registry::new();
         let prom = opentelemetry_prometheus::exporter()
             .with_registry(registry.clone())
@@ -150,20 +86,7 @@ impl Telemetry {
             .with_view(label_set_limit)
             .with_reader(prom);
         if let Some(target) = &otlp {
-            let exporter = match target.protocol {
-                OtlpProtocol::Grpc => opentelemetry_otlp::MetricExporter::builder()
-                    .with_tonic()
-                    .with_endpoint(target.endpoint.clone())
-                    .with_timeout(std::time::Duration::from_secs(5))
-                    .build(),
-                OtlpProtocol::HttpProtobuf => opentelemetry_otlp::MetricExporter::builder()
-                    .with_http()
-                    .with_http_client(reqwest::Client::new())
-                    .with_endpoint(target.http_url())
-                    .with_timeout(std::time::Duration::from_secs(5))
-                    .build(),
-            }
-            .map_err(|e| TelemetryError::Otlp(e.to_string()))?;
+            let exporter = target.exporter()?;
             let reader = opentelemetry_sdk::metrics::periodic_reader_with_async_runtime::PeriodicReader::builder(
                 exporter,
                 opentelemetry_sdk::runtime::Tokio,

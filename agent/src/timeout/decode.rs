@@ -325,8 +325,7 @@ impl Decoder<'_> {
             deadline: None,
         };
         if awaiting != Some(false)
-            && !connecting
-            && (in_flight > 0 || silent_ms.is_some_and(|ms| ms >= PEER_LOOK_AFTER_MS))
+            && (connecting || in_flight > 0 || silent_ms.is_some_and(|ms| ms >= PEER_LOOK_AFTER_MS))
         {
             link.peer_side = self.peer_side(inode);
         }
@@ -336,29 +335,46 @@ impl Decoder<'_> {
     /// The other end of a connection between two processes of this host.
     fn peer_side(&mut self, inode: u64) -> PeerSide {
         let table = self.tcp.get_or_insert_with(|| TcpTable::read(self.pid));
-        let Some((other, entry)) = table.other_end(inode) else {
+        let Some(ours) = table.entry(inode) else {
             return PeerSide::Unknown;
         };
-        let queued = u64::from(entry.rx_queue);
+        let listener = table.listener_of(ours.remote);
+        let other = table
+            .other_end(inode)
+            .map(|(other, e)| (other, u64::from(e.rx_queue)));
         if self.owners.len() > 4096 {
             self.owners.clear();
         }
-        let owner = *self
-            .owners
-            .entry(other)
-            .or_insert_with(|| target::socket_owner(other));
-        let Some((pid, fd)) = owner else {
-            return PeerSide::Unknown;
+        let mut owner_of = |inode: u64| {
+            *self
+                .owners
+                .entry(inode)
+                .or_insert_with(|| target::socket_owner(inode))
         };
-        let process = target::process_label(pid);
-        if target::is_stopped(pid) {
-            PeerSide::Stopped { process }
-        } else if queued > 0 {
-            PeerSide::Unread { process, queued }
-        } else if target::waits_on_fd(pid, fd) {
-            PeerSide::Holding { process }
-        } else {
-            PeerSide::Busy { process }
+        match other.map(|(o, q)| (owner_of(o), q)) {
+            Some((Some((pid, fd)), queued)) => {
+                let process = target::process_label(pid);
+                if target::is_stopped(pid) {
+                    PeerSide::Stopped { process }
+                } else if queued > 0 {
+                    PeerSide::Unread { process, queued }
+                } else if target::waits_on_fd(pid, fd) {
+                    PeerSide::Holding { process }
+                } else {
+                    PeerSide::Busy { process }
+                }
+            }
+            // No other end yet (a connect the listener's full queue does not answer), or one
+            // nobody has open: it still sits in the listener's accept queue.
+            _ => match listener.and_then(&mut owner_of) {
+                Some((pid, _)) if target::is_stopped(pid) => PeerSide::Stopped {
+                    process: target::process_label(pid),
+                },
+                Some((pid, _)) => PeerSide::NotAccepted {
+                    process: target::process_label(pid),
+                },
+                None => PeerSide::Unknown,
+            },
         }
     }
 

@@ -109,6 +109,19 @@ impl TcpTable {
         t
     }
 
+    /// The listener that accepts connections to `addr`.
+    pub fn listener_of(&self, addr: std::net::SocketAddr) -> Option<u64> {
+        let addr = plain(addr);
+        self.by_inode
+            .iter()
+            .find(|(_, e)| {
+                matches!(e.state, TcpState::Listen)
+                    && plain(e.local).port() == addr.port()
+                    && (e.local.ip().is_unspecified() || plain(e.local).ip() == addr.ip())
+            })
+            .map(|(i, _)| *i)
+    }
+
     pub fn entry(&self, inode: u64) -> Option<&TcpEntry> {
         self.by_inode.get(&inode)
     }

@@ -9,7 +9,7 @@
 //! The offline evaluation does the same thing inline, so it scores exactly like the daemon.
 //!
 //! Two methods:
-//! * [`Method::Lookout`] (the default, [`lookout`]): the largest of four normalised
+//! * [`Method::Lookout`] (the default, [`deviation`]): the largest of four normalised
 //!   deviations (level against the recent median, first difference, shape of the last smoothed
 //!   differences against linfa k-means centres, residual against the last two cycles of a
 //!   dominant period; for a strong cycle the seasonal residual alone), each divided by the top
@@ -37,7 +37,10 @@
 
 pub mod cad_ose;
 pub mod context;
-pub mod lookout;
+pub mod deviation;
+pub mod downsample;
+pub mod features;
+pub mod kmeans;
 pub mod netdata;
 pub mod novelty;
 mod prep;
@@ -74,7 +77,7 @@ pub const CONTEXT_DAMP: f32 = 0.9;
 /// every series; the struct exists for sensitivity studies ([`Detector::with_params`]).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Params {
-    pub train: lookout::TrainParams,
+    pub train: deviation::TrainParams,
     pub novelty: novelty::NoveltyParams,
     /// See [`REFRACTORY_SECONDS`].
     pub refractory_seconds: f64,
@@ -91,7 +94,7 @@ pub struct Params {
 impl Default for Params {
     fn default() -> Self {
         Self {
-            train: lookout::TrainParams::default(),
+            train: deviation::TrainParams::default(),
             novelty: novelty::NoveltyParams::default(),
             refractory_seconds: REFRACTORY_SECONDS,
             context_damp: CONTEXT_DAMP,
@@ -108,6 +111,8 @@ pub enum Method {
     #[default]
     Lookout,
     Netdata,
+    /// CAD OSE ([`cad_ose`]), causal (range learnt online); unbounded memory: offline only.
+    CadOse,
 }
 
 impl std::str::FromStr for Method {
@@ -116,7 +121,10 @@ impl std::str::FromStr for Method {
         match s {
             "lookout" => Ok(Method::Lookout),
             "netdata" => Ok(Method::Netdata),
-            other => Err(format!("unknown detector {other:?} (lookout or netdata)")),
+            "cad-ose" => Ok(Method::CadOse),
+            other => Err(format!(
+                "unknown detector {other:?} (lookout, netdata or cad-ose)"
+            )),
         }
     }
 }
@@ -125,8 +133,9 @@ impl Method {
     /// The score at or above which this method calls a sample anomalous (what would page).
     pub fn operating_threshold(self) -> f64 {
         match self {
-            Method::Lookout => lookout::OPERATING_THRESHOLD,
+            Method::Lookout => deviation::OPERATING_THRESHOLD,
             Method::Netdata => netdata::OPERATING_THRESHOLD,
+            Method::CadOse => cad_ose::BASE_THRESHOLD,
         }
     }
 
@@ -134,6 +143,7 @@ impl Method {
         match self {
             Method::Lookout => "lookout",
             Method::Netdata => "netdata",
+            Method::CadOse => "cad-ose",
         }
     }
 }
@@ -141,7 +151,7 @@ impl Method {
 /// A trained model of either method.
 #[derive(Clone, Debug)]
 pub enum Model {
-    Lookout(lookout::LookoutModel),
+    Deviation(deviation::DeviationModel),
     Netdata(netdata::NetdataModel),
 }
 
@@ -150,14 +160,16 @@ pub enum Model {
 pub struct TrainingJob {
     method: Method,
     history: Vec<f32>,
-    params: lookout::TrainParams,
+    params: deviation::TrainParams,
 }
 
 impl TrainingJob {
     /// Fit the model (k-means and statistics over the history). Pure and deterministic.
     pub fn run(self) -> Model {
         match self.method {
-            Method::Lookout => Model::Lookout(lookout::train(&self.history, &self.params)),
+            Method::Lookout | Method::CadOse => {
+                Model::Deviation(deviation::train(&self.history, &self.params))
+            }
             Method::Netdata => Model::Netdata(netdata::train(&self.history)),
         }
     }
@@ -186,14 +198,17 @@ pub struct Detector {
     last_value: Option<f32>,
     since_training: usize,
     training_pending: bool,
-    lookout: Option<lookout::LookoutModel>,
+    deviation: Option<deviation::DeviationModel>,
     netdata: netdata::Ensemble,
     novelty: novelty::Novelty,
     context: context::Context,
+    /// Only for [`Method::CadOse`].
+    cad: Option<Box<cad_ose::CadOse>>,
     params: Params,
     /// Highest score of the current alarm and the samples since it (refractory period).
     alarm_peak: f32,
     alarm_t: f64,
+    observed: u64,
 }
 
 impl Detector {
@@ -213,14 +228,22 @@ impl Detector {
             last_value: None,
             since_training: 0,
             training_pending: false,
-            lookout: None,
+            deviation: None,
             netdata: netdata::Ensemble::default(),
             novelty: novelty::Novelty::default(),
             context: context::Context::default(),
+            cad: (method == Method::CadOse)
+                .then(|| Box::new(cad_ose::CadOse::causal(cad_ose::REST_PERIOD))),
             params,
             alarm_peak: 0.0,
             alarm_t: f64::NEG_INFINITY,
+            observed: 0,
         }
+    }
+
+    /// Samples observed (finite ones; what the model has seen).
+    pub fn observed(&self) -> u64 {
+        self.observed
     }
 
     pub fn method(&self) -> Method {
@@ -241,6 +264,7 @@ impl Detector {
             }
             Prepared::Value(x) => x,
         };
+        self.observed += 1;
         let diff = self.last_value.map(|p| x - p);
         self.last_value = Some(x);
         if let Some(d) = diff {
@@ -261,7 +285,7 @@ impl Detector {
         let shape_ready = self.run >= netdata::LAGS + 2;
         let shape = shape_ready.then_some(&self.lags);
         let score = match self.method {
-            Method::Lookout => match &self.lookout {
+            Method::Lookout => match &self.deviation {
                 Some(m) => {
                     let history = &self.history;
                     let newest = history.len() - 1;
@@ -287,6 +311,10 @@ impl Detector {
                 None => 0.0,
             },
             Method::Netdata => self.netdata.score(shape),
+            Method::CadOse => self
+                .cad
+                .as_mut()
+                .map_or(0.0, |c| c.score(f64::from(x)) as f32),
         };
         if score.is_finite() {
             score.clamp(0.0, 1.0)
@@ -320,16 +348,17 @@ impl Detector {
     /// Whether a (re)training is due: after the warm-up, then every [`RETRAIN_EVERY`]
     /// samples (more often while the history is still filling).
     pub fn training_due(&self) -> bool {
-        if self.training_pending || self.history.len() < WARMUP {
+        if self.training_pending || self.history.len() < WARMUP || self.method == Method::CadOse {
             return false;
         }
         let trained = match self.method {
-            Method::Lookout => self.lookout.is_some(),
+            Method::Lookout => self.deviation.is_some(),
             Method::Netdata => !self.netdata.is_empty(),
+            Method::CadOse => true,
         };
         let every = match self.method {
-            Method::Lookout => RETRAIN_EVERY.min(self.history.len()),
             Method::Netdata => netdata::RETRAIN_EVERY.min(self.history.len()),
+            _ => RETRAIN_EVERY.min(self.history.len()),
         };
         !trained || self.since_training >= every
     }
@@ -340,7 +369,7 @@ impl Detector {
         self.training_pending = true;
         self.since_training = 0;
         let history = match self.method {
-            Method::Lookout => self.history.iter().copied().collect(),
+            Method::Lookout | Method::CadOse => self.history.iter().copied().collect(),
             // Netdata trains each model on its own window: the samples since the last model.
             Method::Netdata => {
                 let n = self.history.len().min(netdata::TRAIN_WINDOW);
@@ -362,7 +391,7 @@ impl Detector {
     pub fn install(&mut self, model: Model) {
         self.training_pending = false;
         match model {
-            Model::Lookout(m) => {
+            Model::Deviation(m) => {
                 // The context memory's quantisation: set by the first mature model,
                 // re-anchored by one whose scale is far from it.
                 if m.mature() {
@@ -371,7 +400,7 @@ impl Detector {
                     self.context
                         .setup(lo, hi, m.spread(), p.context_levels, p.context_rescale);
                 }
-                self.lookout = Some(m);
+                self.deviation = Some(m);
             }
             Model::Netdata(m) => self.netdata.push(m),
         }
@@ -391,7 +420,8 @@ impl Detector {
         std::mem::size_of::<Self>()
             + HISTORY * std::mem::size_of::<f32>()
             + self.netdata.heap_bytes()
-            + self.lookout.as_ref().map_or(0, |m| m.heap_bytes())
+            + self.deviation.as_ref().map_or(0, |m| m.heap_bytes())
+            + self.cad.as_ref().map_or(0, |c| c.memory_bytes())
     }
 }
 

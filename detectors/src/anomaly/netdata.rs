@@ -9,11 +9,10 @@
 //! The score exported is half the consensus (minimum over models) range ratio, clamped to
 //! [0, 1], so Netdata's own "anomalous" bit is score ≥ [`OPERATING_THRESHOLD`] = 0.495.
 
-use super::lookout::kmeans;
+pub use super::features::LAGS;
+use super::kmeans::kmeans;
 use std::collections::VecDeque;
 
-/// Lagged features per vector.
-pub const LAGS: usize = 6;
 /// Samples each model is trained on.
 pub const TRAIN_WINDOW: usize = 512;
 /// A new model every this many samples (successive windows).

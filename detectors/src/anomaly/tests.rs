@@ -2,7 +2,7 @@
 
 use super::*;
 
-const OP: f32 = lookout::OPERATING_THRESHOLD as f32;
+const OP: f32 = deviation::OPERATING_THRESHOLD as f32;
 
 /// Deterministic noise in [-0.5, 0.5) (a small LCG; no rand dependency in a pure crate).
 struct Noise(u64);

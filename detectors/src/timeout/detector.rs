@@ -578,7 +578,10 @@ impl ProcessDetector {
                 } else if is_lock
                     || matches!(
                         peer_side,
-                        PeerSide::Unread { .. } | PeerSide::Stopped { .. } | PeerSide::Busy { .. }
+                        PeerSide::Unread { .. }
+                            | PeerSide::NotAccepted { .. }
+                            | PeerSide::Stopped { .. }
+                            | PeerSide::Busy { .. }
                     )
                 {
                     Confidence::High

@@ -166,6 +166,8 @@ pub enum PeerSide {
     Unknown,
     /// The peer has not read what the client sent (bytes wait in its receive queue).
     Unread { process: String, queued: u64 },
+    /// The connection waits in the accept queue of a listener that has not taken it.
+    NotAccepted { process: String },
     /// The peer process is stopped (SIGSTOP, a debugger).
     Stopped { process: String },
     /// The peer read the request and none of its threads waits on this connection: it is
@@ -182,6 +184,9 @@ impl PeerSide {
             PeerSide::Unknown => None,
             PeerSide::Unread { process, queued } => Some(format!(
                 "the peer ({process}) has not read the request ({queued} bytes wait in its queue)"
+            )),
+            PeerSide::NotAccepted { process } => Some(format!(
+                "the peer ({process}) has not accepted the connection (it waits in its listen queue)"
             )),
             PeerSide::Stopped { process } => Some(format!("the peer ({process}) is stopped")),
             PeerSide::Busy { process } => Some(format!(

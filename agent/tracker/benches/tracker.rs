@@ -1,4 +1,4 @@
-//! Benchmarks of the primary tracker (`cargo bench -p lookout-agent --bench tracker`):
+//! Benchmarks of the primary tracker (`cargo bench -p lookout-tracker --bench tracker`):
 //!
 //! 1. in-process lookup of the primary, ns/op (criterion);
 //! 2. requests/s and latency p50/p99 through the tracker against calling the primary directly
@@ -7,19 +7,15 @@
 //!    against a naive one where every failing request re-discovers by itself (printed; the
 //!    naive one lives here only).
 //!
-//! The replicas are in-process axum servers on loopback sharing one "who is primary" cell, so
+//! The replicas are in-process hyper servers on loopback sharing one "who is primary" cell, so
 //! a failover is one atomic switch and every replica agrees at once. Env `BENCH_REQUESTS`
 //! (default 40000) sizes part 2; `BENCH_ONLY=lookup|throughput|herd` runs one part.
 
 use arc_swap::ArcSwap;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use axum::routing::get;
+use bytes::Bytes;
 use criterion::Criterion;
-use lookout_agent::config::{Discovery, HttpUrl};
-use lookout_agent::context::Context;
-use lookout_agent::tracker::{Settings, Tracker};
+use http_body_util::Full;
+use lookout_tracker::{Discovery, Settings, Tracker};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -32,23 +28,25 @@ struct Cluster {
     urls: Vec<String>,
 }
 
-#[derive(Clone)]
-struct ReplicaState {
-    me: String,
-    cluster: Arc<Cluster>,
-}
-
-async fn primary_handler(State(s): State<ReplicaState>) -> impl IntoResponse {
-    s.cluster.discovery_calls.fetch_add(1, Ordering::Relaxed);
-    axum::Json(serde_json::json!({"primary": **s.cluster.primary.load(), "term": 1}))
-}
-
-async fn data_handler(State(s): State<ReplicaState>) -> impl IntoResponse {
-    if **s.cluster.primary.load() == s.me {
-        (StatusCode::OK, "ok")
+/// One replica's answer: `/primary` names the primary (and counts as a discovery call);
+/// anything else is served by the primary and refused with 421 by the others.
+fn answer(me: &str, cluster: &Cluster, path: &str) -> http::Response<Full<Bytes>> {
+    let primary = cluster.primary.load();
+    let (status, body) = if path == "/primary" {
+        cluster.discovery_calls.fetch_add(1, Ordering::Relaxed);
+        (
+            200,
+            serde_json::json!({"primary": **primary, "term": 1}).to_string(),
+        )
+    } else if **primary == me {
+        (200, "ok".to_string())
     } else {
-        (StatusCode::MISDIRECTED_REQUEST, "not the primary")
-    }
+        (421, "not the primary".to_string())
+    };
+    http::Response::builder()
+        .status(status)
+        .body(Full::new(Bytes::from(body)))
+        .unwrap()
 }
 
 async fn start_cluster(n: usize) -> Arc<Cluster> {
@@ -65,27 +63,31 @@ async fn start_cluster(n: usize) -> Arc<Cluster> {
         urls: urls.clone(),
     });
     for (l, me) in listeners.into_iter().zip(urls) {
-        let app = axum::Router::new()
-            .route("/primary", get(primary_handler))
-            .fallback(data_handler)
-            .with_state(ReplicaState {
-                me,
-                cluster: cluster.clone(),
-            });
-        tokio::spawn(async move { axum::serve(l, app).await });
+        let cluster = cluster.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = l.accept().await else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let (me, cluster) = (me.clone(), cluster.clone());
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req: http::Request<_>| {
+                        let resp = answer(&me, &cluster, req.uri().path());
+                        async move { Ok::<_, std::convert::Infallible>(resp) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
     }
     cluster
 }
 
 fn tracker_for(cluster: &Cluster, max_in_flight: usize) -> Arc<Tracker> {
-    let ctx = Context::for_tests(std::env::temp_dir());
-    let discovery = Discovery::Http(
-        cluster
-            .urls
-            .iter()
-            .map(|u| HttpUrl(url::Url::parse(u).unwrap()))
-            .collect(),
-    );
+    let discovery = Discovery::Http(cluster.urls.clone());
     let settings = Settings {
         max_in_flight,
         request_timeout: Duration::from_secs(2),
@@ -94,8 +96,9 @@ fn tracker_for(cluster: &Cluster, max_in_flight: usize) -> Arc<Tracker> {
         max_attempts: 6,
         failover_statuses: vec![421, 503],
     };
-    let t = Tracker::with_settings(&ctx, "bench", &discovery, settings).unwrap();
-    tokio::spawn(t.clone().run(ctx.shutdown.clone()));
+    let meter = opentelemetry::global::meter("bench");
+    let t = Tracker::new("bench", &discovery, settings, &meter).unwrap();
+    tokio::spawn(t.clone().run(tokio_util::sync::CancellationToken::new()));
     t
 }
 

@@ -12,29 +12,62 @@
 //!   `claim_ttl` after each observer first saw it, by the observer's own clock.
 //! - Versions only go up, per agent and across restarts (the on-disk snapshot is written before
 //!   a version is served); a strong read returns at least the blob's version or fails.
+//!
+//! A service embeds it with a blob store ([`blob::open`]: `az://`, `s3://`, `gs://`,
+//! `file://`, `memory://`), a [`Source`] (a file, a URL, a command, or its own loader), plain
+//! [`CacheOptions`] and an OpenTelemetry [`Meter`] for the counters and the refresh histogram.
+//! State is read with [`Cache::status`], changes arrive as [`CacheEvent`]s:
+//!
+//! ```
+//! use bytes::Bytes;
+//! use lookout_cache::{Cache, CacheOptions, blob, source};
+//! use std::time::Duration;
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let store = blob::open("memory://doc-example", &Default::default()).unwrap();
+//! let load = source::from_fn(|| Box::pin(async { Ok(Bytes::from_static(b"{\"flag\":true}")) }));
+//! let meter = opentelemetry::global::meter("my-service");
+//! let opts = CacheOptions::new("flags").check_interval(Duration::from_millis(50));
+//! let cache = Cache::new(opts, load, store, &meter);
+//!
+//! let mut events = cache.subscribe();
+//! let stop = tokio_util::sync::CancellationToken::new();
+//! tokio::spawn(cache.clone().run(stop.clone(), || {}));
+//! while cache.get().is_none() {
+//!     events.recv().await.unwrap();
+//! }
+//! // Reads are lock-free loads of an immutable snapshot.
+//! assert_eq!(&cache.get().unwrap().bytes[..], b"{\"flag\":true}");
+//! assert_eq!(cache.status().version, Some(1));
+//! stop.cancel();
+//! # });
+//! ```
+//!
+//! Crate boundaries: this crate knows nothing of the lookout agent, the tracker, HTTP servers
+//! or config files; the agent maps `[[cache]]` tables to [`CacheOptions`], exports
+//! [`CacheStatus`] as gauges and serves `GET /v1/cache/{name}`.
 
 pub mod blob;
 pub mod chaos;
 mod disk;
 pub mod localdir;
 pub mod manifest;
+pub mod names;
 pub mod source;
 #[cfg(test)]
 mod tests;
 
-use crate::context::{Context, Finding};
-use crate::series::{Gauge, SeriesKey};
 use arc_swap::ArcSwapOption;
 use blob::{BlobError, BlobStore, Fetched, PutCondition, PutOutcome, Tag};
 use bytes::Bytes;
 use manifest::{Claim, DataRef, Manifest, ManifestError};
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Counter, Histogram};
+use opentelemetry::metrics::{Counter, Histogram, Meter};
 use sha2::{Digest, Sha256};
-use source::{Source, SourceError};
-use std::collections::HashMap;
+pub use source::{Source, SourceError};
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use thiserror::Error;
@@ -100,19 +133,101 @@ impl CacheError {
     }
 }
 
-/// The tunables of one cache (from `[[cache]]`, or set directly by tests and benches).
+/// The tunables of one cache. Start from [`CacheOptions::new`] (the defaults of the agent's
+/// `[[cache]]`) and change what you need:
+///
+/// ```
+/// use std::time::Duration;
+/// let opts = lookout_cache::CacheOptions::new("fleet-config")
+///     .check_interval(Duration::from_secs(1))
+///     .refresh_interval(Duration::from_secs(60))
+///     .local_dir("/var/lib/my-service/cache");
+/// assert_eq!(opts.claim_ttl, Duration::from_secs(90), "3 x source_timeout unless set");
+/// ```
 #[derive(Debug, Clone)]
 pub struct CacheOptions {
+    /// The cache's name: the prefix of its objects in the blob tier and its `cache` label.
     pub name: String,
+    /// How often the manifest is read (If-None-Match, so mostly a 304).
     pub check_interval: Duration,
+    /// How often the fleet loads the source.
     pub refresh_interval: Duration,
+    /// How long others honour a refresh claim before taking over.
     pub claim_ttl: Duration,
+    /// Largest document accepted, from the source or the blob tier.
     pub max_size: u64,
+    /// Bound of one source load.
     pub source_timeout: Duration,
     /// Where the on-disk snapshot lives; `None` = memory only.
     pub local_dir: Option<PathBuf>,
     /// This instance's identity in claims: host, pid and a random suffix.
     pub owner: String,
+}
+
+impl CacheOptions {
+    /// The defaults: check every 5 s, refresh every 5 min, 30 s source timeout, claims
+    /// honoured for 3 × the source timeout, documents up to 256 MiB, memory only.
+    pub fn new(name: impl Into<String>) -> Self {
+        let source_timeout = Duration::from_secs(30);
+        Self {
+            name: name.into(),
+            check_interval: Duration::from_secs(5),
+            refresh_interval: Duration::from_secs(300),
+            claim_ttl: source_timeout * 3,
+            max_size: 256 * 1024 * 1024,
+            source_timeout,
+            local_dir: None,
+            owner: new_owner_id(&local_host()),
+        }
+    }
+
+    pub fn check_interval(mut self, d: Duration) -> Self {
+        self.check_interval = d;
+        self
+    }
+
+    pub fn refresh_interval(mut self, d: Duration) -> Self {
+        self.refresh_interval = d;
+        self
+    }
+
+    pub fn claim_ttl(mut self, d: Duration) -> Self {
+        self.claim_ttl = d;
+        self
+    }
+
+    pub fn max_size(mut self, bytes: u64) -> Self {
+        self.max_size = bytes;
+        self
+    }
+
+    /// Also moves a claim TTL that was left at its default (3 × the source timeout).
+    pub fn source_timeout(mut self, d: Duration) -> Self {
+        if self.claim_ttl == self.source_timeout * 3 {
+            self.claim_ttl = d * 3;
+        }
+        self.source_timeout = d;
+        self
+    }
+
+    pub fn local_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.local_dir = Some(dir.into());
+        self
+    }
+
+    pub fn owner(mut self, owner: impl Into<String>) -> Self {
+        self.owner = owner.into();
+        self
+    }
+}
+
+/// The host name for claim identities; `localhost` when the kernel does not say.
+fn local_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 /// A fresh claim identity: unique per process and instance, readable by people.
@@ -124,67 +239,88 @@ pub fn new_owner_id(host: &str) -> String {
     )
 }
 
-/// The instruments of one cache.
+/// What a cache tells the program embedding it, in order, through [`Cache::subscribe`]. A
+/// host that exports gauges re-reads [`Cache::status`] on each event; the agent also turns
+/// errors into findings.
+#[derive(Debug, Clone)]
+pub enum CacheEvent {
+    /// One check against the blob tier finished (successful or not).
+    Checked,
+    /// A new version is served (from the blob tier, the source, or the local snapshot).
+    Served { version: u64 },
+    /// The slow source was loaded, successfully or not.
+    SourceLoaded { ok: bool },
+    /// An error, with its [`CacheError::kind`].
+    Error { kind: &'static str, message: String },
+}
+
+/// A cache's state as one value: what it serves, what it last saw in the blob tier, and its
+/// running totals. Cheap to take (a few atomics and two small maps).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CacheStatus {
+    /// The version served now; `None` until one exists.
+    pub version: Option<u64>,
+    /// The version named by the manifest at the last successful check.
+    pub blob_version: Option<u64>,
+    /// Versions this instance was behind the blob tier at the last successful check.
+    pub version_lag: Option<u64>,
+    /// Local monotonic time since the last successful check against the blob tier.
+    pub staleness: Duration,
+    /// Whether the last blob operation succeeded; `None` before the first one.
+    pub blob_up: Option<bool>,
+    /// Source loads by outcome (`ok`, `error`).
+    pub source_loads: BTreeMap<&'static str, u64>,
+    /// Errors by [`CacheError::kind`].
+    pub errors: BTreeMap<&'static str, u64>,
+}
+
+/// How many events wait for a slow subscriber before it misses some (it then re-reads
+/// [`Cache::status`], whose totals are exact).
+const EVENT_BUFFER: usize = 256;
+
+const BLOB_UNKNOWN: u8 = 0;
+const BLOB_DOWN: u8 = 1;
+const BLOB_UP: u8 = 2;
+/// `u64::MAX` in a status atomic: not known yet.
+const UNSET: u64 = u64::MAX;
+
+/// The instruments and running state of one cache.
 struct Metrics {
-    version: Gauge,
-    blob_version: Gauge,
-    lag: Gauge,
-    staleness: Gauge,
-    blob_up: Gauge,
     loads: Counter<u64>,
     errors: Counter<u64>,
     refresh: Histogram<f64>,
     totals: Mutex<HashMap<(&'static str, &'static str), u64>>,
+    blob_version: AtomicU64,
+    lag: AtomicU64,
+    blob_up: AtomicU8,
     /// The latest duration of each refresh phase, for benches and troubleshooting.
     last_phase: Mutex<HashMap<&'static str, Duration>>,
-    last_finding: Mutex<HashMap<&'static str, Instant>>,
+    events: tokio::sync::broadcast::Sender<CacheEvent>,
 }
 
 impl Metrics {
-    fn new(ctx: &Context) -> Self {
-        let g = |name, help, unit| ctx.series.gauge(&ctx.meter, name, help, unit);
+    fn new(meter: &Meter) -> Self {
         Self {
-            version: g("lookout_cache_version", "Version this agent serves", ""),
-            blob_version: g(
-                "lookout_cache_blob_version",
-                "Latest version seen in the blob tier",
-                "",
-            ),
-            lag: g(
-                "lookout_cache_version_lag",
-                "Versions this agent is behind the blob tier",
-                "",
-            ),
-            staleness: g(
-                "lookout_cache_staleness_seconds",
-                "Local monotonic seconds since the last successful check against the blob tier",
-                "s",
-            ),
-            blob_up: g(
-                "lookout_cache_blob_up",
-                "1 when the last blob operation succeeded, 0 when failing",
-                "",
-            ),
-            loads: ctx
-                .meter
-                .u64_counter("lookout_cache_source_loads")
+            loads: meter
+                .u64_counter(names::SOURCE_LOADS)
                 .with_description("Loads of the slow source, by outcome")
                 .build(),
-            errors: ctx
-                .meter
-                .u64_counter("lookout_cache_errors")
+            errors: meter
+                .u64_counter(names::ERRORS)
                 .with_description("Cache errors by kind")
                 .build(),
-            refresh: ctx
-                .meter
-                .f64_histogram("lookout_cache_refresh_duration_seconds")
+            refresh: meter
+                .f64_histogram(names::REFRESH_DURATION_SECONDS)
                 .with_description("Refresh latency by phase: check, fetch, source, publish")
                 .with_unit("s")
                 .with_boundaries(lookout_common::LATENCY_BUCKETS.to_vec())
                 .build(),
             totals: Mutex::new(HashMap::new()),
+            blob_version: AtomicU64::new(UNSET),
+            lag: AtomicU64::new(UNSET),
+            blob_up: AtomicU8::new(BLOB_UNKNOWN),
             last_phase: Mutex::new(HashMap::new()),
-            last_finding: Mutex::new(HashMap::new()),
+            events: tokio::sync::broadcast::channel(EVENT_BUFFER).0,
         }
     }
 }
@@ -221,7 +357,7 @@ struct LoopState {
 pub struct Cache {
     opts: CacheOptions,
     blob: Arc<dyn BlobStore>,
-    source: Source,
+    source: Arc<dyn Source>,
     current: ArcSwapOption<Snapshot>,
     /// Serializes installs so the served version can only go up.
     install: tokio::sync::Mutex<()>,
@@ -230,21 +366,22 @@ pub struct Cache {
     /// Nanoseconds after `started` of the last successful check (0 = never).
     validated_at: AtomicU64,
     started: Instant,
-    ctx: Context,
     metrics: Metrics,
 }
 
 const ORDER: Ordering = Ordering::Relaxed;
 
 impl Cache {
+    /// A cache named `opts.name` over `blob`, refreshed from `source`; counters and
+    /// histograms go to `meter`. Nothing runs until [`Cache::run`].
     pub fn new(
-        ctx: &Context,
         opts: CacheOptions,
-        source: Source,
+        source: Arc<dyn Source>,
         blob: Arc<dyn BlobStore>,
+        meter: &Meter,
     ) -> Arc<Self> {
         Arc::new(Self {
-            metrics: Metrics::new(ctx),
+            metrics: Metrics::new(meter),
             opts,
             blob,
             source,
@@ -253,8 +390,58 @@ impl Cache {
             known: Mutex::new(None),
             validated_at: AtomicU64::new(0),
             started: Instant::now(),
-            ctx: ctx.clone(),
         })
+    }
+
+    /// Events from now on (see [`CacheEvent`]).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<CacheEvent> {
+        self.metrics.events.subscribe()
+    }
+
+    /// The state of this cache now.
+    pub fn status(&self) -> CacheStatus {
+        let known = |v: u64| (v != UNSET).then_some(v);
+        let totals = self
+            .metrics
+            .totals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let pick = |series: &str| {
+            totals
+                .iter()
+                .filter(|((s, _), _)| *s == series)
+                .map(|((_, k), n)| (*k, *n))
+                .collect::<BTreeMap<_, _>>()
+        };
+        CacheStatus {
+            version: self.peek().as_ref().map(|s| s.version),
+            blob_version: known(self.metrics.blob_version.load(ORDER)),
+            version_lag: known(self.metrics.lag.load(ORDER)),
+            staleness: self.staleness(),
+            blob_up: match self.metrics.blob_up.load(ORDER) {
+                BLOB_UP => Some(true),
+                BLOB_DOWN => Some(false),
+                _ => None,
+            },
+            source_loads: pick(names::SOURCE_LOADS),
+            errors: pick(names::ERRORS),
+        }
+    }
+
+    /// Where the blob tier is, without credentials.
+    pub fn blob_description(&self) -> String {
+        self.blob.describe()
+    }
+
+    /// What kind of source this cache loads from (`file`, `http`, ...).
+    pub fn source_kind(&self) -> &'static str {
+        self.source.kind()
+    }
+
+    fn emit(&self, event: CacheEvent) {
+        // No subscriber is fine: a library user may only read status().
+        let _ = self.metrics.events.send(event);
     }
 
     pub fn name(&self) -> &str {
@@ -343,7 +530,7 @@ impl Cache {
             .await;
         let manifest = match fetched {
             Err(e) => {
-                self.metrics.blob_up.set(&[("cache", self.name())], 0.0);
+                self.set_blob_up(false);
                 return Err(e.into());
             }
             Ok(Fetched::NotModified) => known.map(|(_, m)| m),
@@ -467,10 +654,9 @@ impl Cache {
             }
         }
         tracing::info!(cache = %self.opts.name, version = snap.version, sha256 = %snap.sha256, size = snap.bytes.len(), "serving a new version");
-        self.metrics
-            .version
-            .set(&[("cache", self.name())], snap.version as f64);
+        let version = snap.version;
         self.current.store(Some(snap));
+        self.emit(CacheEvent::Served { version });
         true
     }
 
@@ -500,57 +686,25 @@ impl Cache {
         );
     }
 
-    /// Count an error, mirror the running total into the series store, and report it as a
-    /// finding (at most once a minute per kind, so a long outage does not flood the log).
+    /// Count an error, log it, and tell the subscribers.
     fn record_error(&self, err: &CacheError) {
         let kind = err.kind();
-        let name = self.opts.name.as_str();
-        self.count(
-            &self.metrics.errors,
-            "lookout_cache_errors_total",
-            "kind",
+        self.count(&self.metrics.errors, names::ERRORS, "kind", kind);
+        tracing::warn!(cache = %self.opts.name, kind, "{err}");
+        self.emit(CacheEvent::Error {
             kind,
-        );
-        tracing::warn!(cache = %name, kind, "{err}");
-        let now = Instant::now();
-        let report = {
-            let mut last = self
-                .metrics
-                .last_finding
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            let due = last
-                .get(kind)
-                .is_none_or(|t| now.duration_since(*t) >= Duration::from_secs(60));
-            if due {
-                last.insert(kind, now);
-            }
-            due
-        };
-        if report {
-            self.ctx.findings.push(
-                Finding::new("cache", kind, format!("cache {name}: {err}"))
-                    .label("cache", name)
-                    .detail(serde_json::json!({
-                        "served_version": self.get().map(|s| s.version),
-                        "blob": self.blob.describe(),
-                    })),
-            );
-        }
+            message: err.to_string(),
+        });
     }
 
     fn record_load(&self, ok: bool) {
         let outcome = if ok { "ok" } else { "error" };
-        self.count(
-            &self.metrics.loads,
-            "lookout_cache_source_loads_total",
-            "outcome",
-            outcome,
-        );
+        self.count(&self.metrics.loads, names::SOURCE_LOADS, "outcome", outcome);
+        self.emit(CacheEvent::SourceLoaded { ok });
     }
 
-    /// Add one to `counter{cache, label=value}` and mirror its running total into the series
-    /// store under `series`, where the alert rules read it.
+    /// Add one to `counter{cache, label=value}` and to the running total [`Cache::status`]
+    /// reports.
     fn count(
         &self,
         counter: &Counter<u64>,
@@ -565,26 +719,19 @@ impl Cache {
                 KeyValue::new(label, value),
             ],
         );
-        let total = {
-            let mut totals = self
-                .metrics
-                .totals
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            let v = totals.entry((series, value)).or_insert(0);
-            *v += 1;
-            *v
-        };
-        self.ctx.series.record(
-            &SeriesKey::new(series, &[("cache", self.name()), (label, value)]),
-            total as f64,
-        );
+        *self
+            .metrics
+            .totals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((series, value))
+            .or_insert(0) += 1;
     }
 
     fn set_blob_up(&self, up: bool) {
         self.metrics
             .blob_up
-            .set(&[("cache", self.name())], if up { 1.0 } else { 0.0 });
+            .store(if up { BLOB_UP } else { BLOB_DOWN }, ORDER);
     }
 
     /// Serve the on-disk snapshot, if any, before the blob tier answers (flagged stale).
@@ -595,10 +742,9 @@ impl Cache {
         match tokio::task::spawn_blocking(move || disk::load(&dir)).await {
             Ok(Ok(Some(snap))) => {
                 tracing::info!(cache = %self.opts.name, version = snap.version, "serving the local snapshot until the blob tier confirms it");
-                self.metrics
-                    .version
-                    .set(&[("cache", self.name())], snap.version as f64);
+                let version = snap.version;
                 self.current.store(Some(Arc::new(snap)));
+                self.emit(CacheEvent::Served { version });
             }
             Ok(Ok(None)) => {}
             Ok(Err(reason)) => {
@@ -638,31 +784,18 @@ impl Cache {
                 _ = tokio::time::sleep_until(next) => {}
             }
         }
-        for g in [
-            &self.metrics.version,
-            &self.metrics.blob_version,
-            &self.metrics.lag,
-            &self.metrics.staleness,
-            &self.metrics.blob_up,
-        ] {
-            g.remove_where("cache", self.name());
-        }
     }
 
+    /// Publish what this check learned: status, then the `Checked` event.
     fn update_gauges(&self, st: &LoopState) {
-        let name = self.name();
         let served = self.get().map(|s| s.version).unwrap_or(0);
         if let View::Valid(_, m) = &st.view {
-            self.metrics
-                .blob_version
-                .set(&[("cache", name)], m.version as f64);
+            self.metrics.blob_version.store(m.version, ORDER);
             self.metrics
                 .lag
-                .set(&[("cache", name)], m.version.saturating_sub(served) as f64);
+                .store(m.version.saturating_sub(served), ORDER);
         }
-        self.metrics
-            .staleness
-            .set(&[("cache", name)], self.staleness().as_secs_f64());
+        self.emit(CacheEvent::Checked);
     }
 
     /// One check against the blob tier, then a refresh if one is due.
@@ -902,11 +1035,13 @@ impl Cache {
         );
         async {
             let t_source = Instant::now();
-            let loaded = self
-                .source
-                .load(self.opts.source_timeout, self.opts.max_size)
-                .instrument(tracing::info_span!("cache_source", cache = %self.opts.name))
-                .await;
+            let loaded = source::load(
+                self.source.as_ref(),
+                self.opts.source_timeout,
+                self.opts.max_size,
+            )
+            .instrument(tracing::info_span!("cache_source", cache = %self.opts.name))
+            .await;
             self.observe_phase("source", t_source);
             self.record_load(loaded.is_ok());
             let t_publish = Instant::now();

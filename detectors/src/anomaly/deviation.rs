@@ -1,4 +1,4 @@
-//! The lookout detector's model: four deviations of a sample, each normalised by a high
+//! The deviation model (the default method, [`Method::Lookout`](super::Method::Lookout)): four deviations of a sample, each normalised by a high
 //! quantile of its kind in the training window, the [`SCALE_QUANTILE`] one (so 1.0 = "as
 //! unusual as the top 2 % of the last [`HISTORY`](super::HISTORY) samples"; a quantile rather
 //! than the maximum, so that one outlier in the window does not mask the next ones):
@@ -22,11 +22,8 @@
 //! 62.2 at the operating threshold), and on the most host-like category, realKnownCause (CPU,
 //! latency, machine temperature), 58.0 with it, 53.6 without.
 
-use super::netdata::LAGS;
-use linfa::DatasetBase;
-use linfa::prelude::*;
-use linfa_clustering::KMeans;
-use ndarray::Array2;
+use super::features::{LAGS, dominant_period, floor_scale, kth_largest, nearest_sq};
+use super::kmeans::kmeans;
 
 /// Score at or above which a sample is anomalous: n ≈ 1.22, i.e. 22 % beyond the reference
 /// deviation (the top 2 % of the training window, and the second largest hourly maximum of
@@ -64,7 +61,7 @@ impl Default for TrainParams {
 }
 
 #[derive(Clone, Debug)]
-pub struct LookoutModel {
+pub struct DeviationModel {
     median: f32,
     level_scale: f32,
     jump_scale: f32,
@@ -83,7 +80,7 @@ pub struct LookoutModel {
     pub(crate) range: (f32, f32),
 }
 
-impl LookoutModel {
+impl DeviationModel {
     /// Largest of the normalised deviations of sample `x` (with its first difference and
     /// shape features when available).
     #[inline]
@@ -129,31 +126,9 @@ impl LookoutModel {
     }
 }
 
-/// Squared distance of `s / norm` to the nearest centre.
-#[inline]
-fn nearest_sq(centres: &[[f32; LAGS]], s: &[f32; LAGS], norm: f32) -> f32 {
-    let inv = 1.0 / norm;
-    let mut best = f32::MAX;
-    for c in centres {
-        let mut d2 = 0.0;
-        for j in 0..LAGS {
-            let v = s[j] * inv - c[j];
-            d2 += v * v;
-        }
-        best = best.min(d2);
-    }
-    best
-}
-
-/// A scale that is never zero: flat history makes any change stand out instead of dividing
-/// by zero.
-fn floor_scale(scale: f32, magnitude: f32) -> f32 {
-    scale.max(magnitude.abs() * 1e-6).max(1e-9)
-}
-
 /// Fit the model on the history (oldest first). Never fails: degenerate data (flat lines,
 /// too few points) gives a model without shape centres.
-pub fn train(history: &[f32], params: &TrainParams) -> LookoutModel {
+pub fn train(history: &[f32], params: &TrainParams) -> DeviationModel {
     // The rank of the scale quantile among the training samples (1 = the largest).
     let tail = 1.0 - f64::from(params.scale_quantile.clamp(0.0, 1.0));
     let rank = (tail * history.len() as f64 - 1e-6).ceil();
@@ -173,7 +148,7 @@ pub fn train(history: &[f32], params: &TrainParams) -> LookoutModel {
         .windows(3)
         .map(|w| (w[0] + w[1] + w[2]) / 3.0)
         .collect();
-    let mut model = LookoutModel {
+    let mut model = DeviationModel {
         median,
         level_scale: floor_scale(level, magnitude),
         jump_scale: floor_scale(jump, magnitude),
@@ -220,86 +195,4 @@ pub fn train(history: &[f32], params: &TrainParams) -> LookoutModel {
     model.centres = centres;
     model.shape_scale = largest.max(1e-3);
     model
-}
-
-/// The `rank`-th largest (1 = the largest) of non-negative values; 0 when there are none.
-pub fn kth_largest(values: impl Iterator<Item = f32>, rank: usize) -> f32 {
-    let mut v: Vec<f32> = values.filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return 0.0;
-    }
-    let k = rank.clamp(1, v.len());
-    let (_, kth, _) = v.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
-    kth.max(0.0)
-}
-
-/// Shortest lag at which the series repeats itself, with its autocorrelation: the highest
-/// autocorrelation after the first zero crossing, when it is at least [`MIN_SEASONAL_ACF`]
-/// and at least [`MIN_CYCLES`] periods fit in the history. Hand-written: a plain
-/// autocorrelation.
-pub fn dominant_period(history: &[f32]) -> Option<(usize, f32)> {
-    let n = history.len();
-    let max_lag = n / MIN_CYCLES;
-    if max_lag < 4 {
-        return None;
-    }
-    let mean = history.iter().sum::<f32>() / n as f32;
-    let centred: Vec<f32> = history.iter().map(|v| v - mean).collect();
-    let var: f32 = centred.iter().map(|v| v * v).sum();
-    if var <= 0.0 || !var.is_finite() {
-        return None;
-    }
-    let acf = |lag: usize| -> f32 {
-        let s: f32 = centred[lag..]
-            .iter()
-            .zip(&centred)
-            .map(|(a, b)| a * b)
-            .sum();
-        // Normalised by the overlap so long lags are not penalised.
-        s / var * n as f32 / (n - lag) as f32
-    };
-    let mut lag = 1;
-    while lag <= max_lag && acf(lag) > 0.0 {
-        lag += 1;
-    }
-    let (mut best, mut best_lag) = (MIN_SEASONAL_ACF, None);
-    for l in lag..=max_lag {
-        let a = acf(l);
-        if a > best {
-            best = a;
-            best_lag = Some((l, a));
-        }
-    }
-    best_lag
-}
-
-/// Autocorrelation needed to call a series periodic.
-pub const MIN_SEASONAL_ACF: f32 = 0.5;
-/// Periods that must fit in the history.
-pub const MIN_CYCLES: usize = 2;
-
-/// k-means with linfa (k-means++ init, fixed seed: deterministic). `None` when it fails or
-/// gives non-finite centres.
-pub(crate) fn kmeans(rows: &[[f32; LAGS]], k: usize) -> Option<Vec<[f32; LAGS]>> {
-    if rows.len() < k {
-        return None;
-    }
-    let data = Array2::from_shape_fn((rows.len(), LAGS), |(i, j)| f64::from(rows[i][j]));
-    let dataset = DatasetBase::from(data);
-    let model = KMeans::params(k)
-        .n_runs(2)
-        .max_n_iterations(40)
-        .tolerance(1e-4)
-        .fit(&dataset)
-        .ok()?;
-    let centres: Vec<[f32; LAGS]> = model
-        .centroids()
-        .rows()
-        .into_iter()
-        .map(|r| std::array::from_fn(|j| r[j] as f32))
-        .collect();
-    centres
-        .iter()
-        .all(|c| c.iter().all(|v| v.is_finite()))
-        .then_some(centres)
 }

@@ -1,9 +1,9 @@
 //! Where a tracker learns who the primary is: the replica protocol of CONTRACT.md
 //! (`GET {replica}/primary`) or an etcd v3 election (see [`super::etcd`]).
 
+use super::Discovery;
 use super::Primary;
 use super::etcd::EtcdGateway;
-use crate::config::Discovery;
 use serde::Deserialize;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -30,16 +30,19 @@ impl Resolver {
             Discovery::Http(replicas) => Resolver::Http(HttpResolver {
                 replicas: replicas
                     .iter()
-                    .map(|u| u.as_str().trim_end_matches('/').to_string())
+                    .map(|u| u.trim_end_matches('/').to_string())
                     .collect(),
                 client,
                 timeout,
                 next: AtomicUsize::new(0),
                 highest_term: AtomicI64::new(i64::MIN),
             }),
-            Discovery::Etcd(e) => Resolver::Etcd(EtcdGateway::new(
-                e.endpoints.iter().map(|u| u.as_str().to_string()).collect(),
-                &e.election,
+            Discovery::Etcd {
+                endpoints,
+                election,
+            } => Resolver::Etcd(EtcdGateway::new(
+                endpoints.clone(),
+                election,
                 client,
                 timeout,
             )),

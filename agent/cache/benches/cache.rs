@@ -1,4 +1,4 @@
-//! Cache benchmarks: `cargo bench -p lookout-agent --bench cache`. Prints
+//! Cache benchmarks: `cargo bench -p lookout-cache --bench cache`. Prints
 //! 1. `get` (and `peek`) ns/op through criterion, and reads/s on 2 threads together;
 //! 2. `get_strong` on the 304 path against a private Azurite (when azurite-blob is installed), p50;
 //! 3. refresh latency by phase (check, source, publish, fetch) for 1 KiB, 1 MiB and 64 MiB on
@@ -13,11 +13,10 @@
 use base64::Engine;
 use bytes::Bytes;
 use criterion::Criterion;
-use lookout_agent::cache::blob::{self, BlobStore};
-use lookout_agent::cache::chaos::ChaosBlob;
-use lookout_agent::cache::source::Source;
-use lookout_agent::cache::{Cache, CacheOptions, new_owner_id};
-use lookout_agent::context::Context;
+use lookout_cache::blob::{self, BlobStore};
+use lookout_cache::chaos::ChaosBlob;
+use lookout_cache::source::{self, Source};
+use lookout_cache::{Cache, CacheOptions, new_owner_id};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -39,11 +38,16 @@ fn options(name: &str, local: Option<std::path::PathBuf>) -> CacheOptions {
     }
 }
 
-fn fixed_source(body: Bytes) -> Source {
-    Source::Custom(Arc::new(move || {
+fn fixed_source(body: Bytes) -> Arc<dyn Source> {
+    source::from_fn(move || {
         let b = body.clone();
         Box::pin(async move { Ok(b) })
-    }))
+    })
+}
+
+/// Counters and histograms go nowhere: the benches measure the cache, not an exporter.
+fn meter() -> opentelemetry::metrics::Meter {
+    opentelemetry::global::meter("bench")
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -56,18 +60,16 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// A cache that serves one version, stopped (reads only).
 fn served_cache(rt: &tokio::runtime::Runtime, size: usize) -> Arc<Cache> {
-    let dir = tempfile::tempdir().unwrap();
-    let ctx = Context::for_tests(dir.path().to_path_buf());
     let store = blob::open(
         &format!("memory://bench-get-{}", rand::random::<u32>()),
         &BTreeMap::new(),
     )
     .unwrap();
     let cache = Cache::new(
-        &ctx,
         options("get", None),
         fixed_source(Bytes::from(vec![7u8; size])),
         store,
+        &meter(),
     );
     rt.block_on(async {
         let token = CancellationToken::new();
@@ -243,9 +245,7 @@ fn bench_strong_azurite(rt: &tokio::runtime::Runtime) {
         .map(|(k, v)| (k.to_string(), v))
         .collect();
         let store = blob::open("az://bench/strong", &opts).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let ctx = Context::for_tests(dir.path().to_path_buf());
-        let cache = Cache::new(&ctx, options("strong", None), fixed_source(Bytes::from(vec![1u8; 256 << 10])), store);
+        let cache = Cache::new(options("strong", None), fixed_source(Bytes::from(vec![1u8; 256 << 10])), store, &meter());
         let token = CancellationToken::new();
         let task = tokio::spawn(cache.clone().run(token.clone(), || {}));
         while cache.get().is_none() {
@@ -294,12 +294,11 @@ fn bench_phases(rt: &tokio::runtime::Runtime) {
             let body = Bytes::from(body);
             let (a, b) = rt.block_on(async {
                 let run = |name: &str, local: std::path::PathBuf, store: Arc<dyn BlobStore>| {
-                    let ctx = Context::for_tests(local.clone());
                     let cache = Cache::new(
-                        &ctx,
                         options("phases", Some(local)),
                         fixed_source(body.clone()),
                         store,
+                        &meter(),
                     );
                     let _ = name;
                     cache
@@ -366,14 +365,12 @@ fn fleet_sim() {
         let chaos = ChaosBlob::new(inner);
         let loads = Arc::new(AtomicU64::new(0));
         let generation = Arc::new(AtomicU64::new(0));
-        let dir = tempfile::tempdir().unwrap();
-        let ctx = Context::for_tests(dir.path().to_path_buf());
         let token = CancellationToken::new();
         let mut caches = Vec::new();
         for i in 0..N {
             let loads = loads.clone();
             let generation = generation.clone();
-            let source = Source::Custom(Arc::new(move || {
+            let source = source::from_fn(move || {
                 loads.fetch_add(1, Ordering::Relaxed);
                 let g = generation.load(Ordering::Relaxed);
                 Box::pin(async move {
@@ -382,7 +379,7 @@ fn fleet_sim() {
                     body.resize(doc_size, b'.');
                     Ok(Bytes::from(body))
                 })
-            }));
+            });
             let opts = CacheOptions {
                 name: "fleet".into(),
                 check_interval: check,
@@ -393,7 +390,7 @@ fn fleet_sim() {
                 local_dir: None,
                 owner: format!("server-{i}"),
             };
-            let cache = Cache::new(&ctx, opts, source, chaos.clone());
+            let cache = Cache::new(opts, source, chaos.clone(), &meter());
             // Servers start spread over one check interval, as a real fleet would.
             let token = token.clone();
             let c = cache.clone();

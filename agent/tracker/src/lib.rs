@@ -1,4 +1,4 @@
-//! The primary tracker: for each `[[tracker]]` service, knows which replica is the primary and
+//! The primary tracker: for one replicated service, knows which replica is the primary and
 //! sends requests there, from many concurrent callers, without a thundering herd on failover.
 //!
 //! The state `{generation, primary}` lives behind `arc-swap`, so every request reads it without
@@ -23,22 +23,56 @@
 //! only for idempotent methods — or for any method when the primary certainly did not process
 //! the request (a refused connection, or a 421).
 
+//!
+//! A service embeds it with a [`Discovery`] (the replicas' `GET /primary`, or an etcd v3
+//! election), plain [`Settings`] and an OpenTelemetry [`Meter`] for its counters and
+//! histograms; state is read with [`Tracker::status`], primary changes arrive as
+//! [`TrackerEvent`]s. With no replica answering, a request fails with a clear error instead of
+//! hanging:
+//!
+//! ```
+//! use lookout_tracker::{Discovery, Settings, Tracker, TrackerError};
+//! use std::time::Duration;
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let nobody = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+//! let discovery = Discovery::Http(vec![format!("http://{nobody}")]);
+//! let settings = Settings::default()
+//!     .request_timeout(Duration::from_millis(200))
+//!     .discovery_timeout(Duration::from_millis(200))
+//!     .max_attempts(2);
+//! let meter = opentelemetry::global::meter("my-service");
+//! let orders = Tracker::new("orders", &discovery, settings, &meter).unwrap();
+//!
+//! let stop = tokio_util::sync::CancellationToken::new();
+//! tokio::spawn(orders.clone().run(stop.clone()));
+//! let err = orders.get_bytes("/v1/orders/17").await.unwrap_err();
+//! assert!(matches!(err, TrackerError::NoPrimary { .. }), "{err}");
+//! assert!(orders.status().primary.is_none());
+//! stop.cancel();
+//! # });
+//! ```
+//!
+//! Crate boundaries: this crate knows nothing of the lookout agent, the cache, HTTP servers or
+//! config files; the agent maps `[[tracker]]` tables to [`Settings`], exports
+//! [`TrackerStatus`] as gauges and serves `/v1/primary` and `/v1/proxy`.
+
 pub mod etcd;
 mod metrics;
+pub mod names;
 mod resolver;
 
-use crate::config::{Discovery, TrackerConfig};
-use crate::context::Context;
 use arc_swap::ArcSwap;
 use backon::BackoffBuilder;
 use bytes::Bytes;
 use metrics::TrackerMetrics;
+use opentelemetry::metrics::Meter;
 use resolver::Resolver;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use thiserror::Error;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -117,29 +151,121 @@ pub struct Snapshot {
     pub since: Instant,
 }
 
-/// Tunables of one tracker, from [`TrackerConfig`].
+/// Where a tracker learns who the primary is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Discovery {
+    /// Ask any of these replicas `GET {replica}/primary` (base URLs).
+    Http(Vec<String>),
+    /// The value of the leader key of an etcd v3 election, through any of these members'
+    /// client URLs.
+    Etcd {
+        endpoints: Vec<String>,
+        election: String,
+    },
+}
+
+/// Tunables of one tracker. [`Settings::default`] holds the agent's `[[tracker]]` defaults;
+/// change what you need:
+///
+/// ```
+/// use std::time::Duration;
+/// let s = lookout_tracker::Settings::default()
+///     .max_in_flight(16)
+///     .request_timeout(Duration::from_millis(500));
+/// assert_eq!(s.max_attempts, 4);
+/// ```
 #[derive(Clone, Debug)]
 pub struct Settings {
+    /// Requests at the primary at once; more wait up to `queue_timeout`, then are throttled.
     pub max_in_flight: usize,
+    /// Bound of one attempt (headers and, when collected, the body).
     pub request_timeout: Duration,
+    /// Bound of one discovery.
     pub discovery_timeout: Duration,
+    /// How long a request may wait for a free slot.
     pub queue_timeout: Duration,
+    /// Attempts for idempotent requests, the first one included.
     pub max_attempts: u32,
+    /// Statuses that, besides 421, mean "not the primary any more".
     pub failover_statuses: Vec<u16>,
 }
 
-impl From<&TrackerConfig> for Settings {
-    fn from(c: &TrackerConfig) -> Self {
+impl Default for Settings {
+    fn default() -> Self {
         Self {
-            max_in_flight: c.max_in_flight.max(1),
-            request_timeout: c.request_timeout.get(),
-            discovery_timeout: c.discovery_timeout.get(),
-            queue_timeout: c.queue_timeout.get(),
-            max_attempts: c.max_attempts.max(1),
-            failover_statuses: c.failover_statuses.clone(),
+            max_in_flight: 64,
+            request_timeout: Duration::from_secs(2),
+            discovery_timeout: Duration::from_secs(2),
+            queue_timeout: Duration::from_secs(1),
+            max_attempts: 4,
+            failover_statuses: vec![421, 503],
         }
     }
 }
+
+impl Settings {
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        self.max_in_flight = n.max(1);
+        self
+    }
+
+    pub fn request_timeout(mut self, d: Duration) -> Self {
+        self.request_timeout = d;
+        self
+    }
+
+    pub fn discovery_timeout(mut self, d: Duration) -> Self {
+        self.discovery_timeout = d;
+        self
+    }
+
+    pub fn queue_timeout(mut self, d: Duration) -> Self {
+        self.queue_timeout = d;
+        self
+    }
+
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n.max(1);
+        self
+    }
+
+    pub fn failover_statuses(mut self, statuses: Vec<u16>) -> Self {
+        self.failover_statuses = statuses;
+        self
+    }
+}
+
+/// A tracker's state as one value, for a host to export or show.
+#[derive(Clone, Debug)]
+pub struct TrackerStatus {
+    /// Grows with every discovery, hint and observed leader change.
+    pub generation: u64,
+    pub primary: Option<Primary>,
+    /// When this primary (or its absence) was first seen.
+    pub since: Instant,
+    /// Requests holding a slot at the primary now.
+    pub in_flight: usize,
+    /// Discoveries run so far.
+    pub discoveries: u64,
+    /// Times a primary was found that differs from the one before.
+    pub changes: u64,
+    /// Requests refused by the throttle so far.
+    pub throttled: u64,
+}
+
+/// What a tracker tells the program embedding it through [`Tracker::subscribe`].
+#[derive(Clone, Debug)]
+pub enum TrackerEvent {
+    /// A new generation was published; `changed` when its primary differs from the last one.
+    Published {
+        generation: u64,
+        primary: Option<Primary>,
+        changed: bool,
+    },
+}
+
+/// How many events wait for a slow subscriber before it misses some.
+const EVENT_BUFFER: usize = 256;
 
 /// The body of a forwarded request.
 pub enum ForwardBody {
@@ -208,27 +334,20 @@ pub struct Tracker {
     publish_lock: std::sync::Mutex<()>,
     permits: Arc<Semaphore>,
     metrics: TrackerMetrics,
+    events: broadcast::Sender<TrackerEvent>,
     /// Failed discoveries in a row, for backoff between them.
     failed_discoveries: AtomicU64,
     discoveries: AtomicU64,
 }
 
 impl Tracker {
-    /// A tracker for `config`; nothing runs until [`Tracker::run`] (or the first request).
-    pub fn new(ctx: &Context, config: &TrackerConfig) -> Result<Arc<Self>, TrackerError> {
-        Self::with_settings(
-            ctx,
-            &config.service,
-            &config.discovery,
-            Settings::from(config),
-        )
-    }
-
-    pub fn with_settings(
-        ctx: &Context,
+    /// A tracker of `service`; counters and histograms go to `meter`. Nothing runs until
+    /// [`Tracker::run`] (or the first request).
+    pub fn new(
         service: &str,
         discovery: &Discovery,
         settings: Settings,
+        meter: &Meter,
     ) -> Result<Arc<Self>, TrackerError> {
         let client_err = |e: reqwest::Error| TrackerError::Client {
             service: service.to_string(),
@@ -253,7 +372,8 @@ impl Tracker {
         let (published, _) = watch::channel(0);
         Ok(Arc::new(Self {
             service: service.to_string(),
-            metrics: TrackerMetrics::new(ctx, service),
+            metrics: TrackerMetrics::new(meter, service),
+            events: broadcast::channel(EVENT_BUFFER).0,
             permits: Arc::new(Semaphore::new(settings.max_in_flight)),
             settings,
             state: ArcSwap::from_pointee(Snapshot {
@@ -305,6 +425,25 @@ impl Tracker {
         self.settings.max_in_flight - self.permits.available_permits()
     }
 
+    /// The state of this tracker now.
+    pub fn status(&self) -> TrackerStatus {
+        let snap = self.snapshot();
+        TrackerStatus {
+            generation: snap.generation,
+            primary: snap.primary.clone(),
+            since: snap.since,
+            in_flight: self.in_flight(),
+            discoveries: self.discoveries(),
+            changes: self.metrics.changes_total.load(Ordering::Relaxed),
+            throttled: self.metrics.throttled_total.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Events from now on (see [`TrackerEvent`]).
+    pub fn subscribe(&self) -> broadcast::Receiver<TrackerEvent> {
+        self.events.subscribe()
+    }
+
     /// Background work until `token` is cancelled: the first discovery, retries while no
     /// primary is known, the etcd election watch, and the gauges.
     pub async fn run(self: Arc<Self>, token: CancellationToken) {
@@ -340,9 +479,12 @@ impl Tracker {
         let keeper_token = token.clone();
         tasks.spawn(async move { me.keep_primary(keeper_token).await });
         let me = self.clone();
-        tasks.spawn(async move { me.metrics.sample_until(&me, token).await });
+        tasks.spawn(async move {
+            me.metrics
+                .sample_until(|| me.state.load().primary.is_some(), token)
+                .await
+        });
         while tasks.join_next().await.is_some() {}
-        self.metrics.forget();
     }
 
     /// Discover whenever no primary is known (at start, after a failed discovery), with backoff.
@@ -502,8 +644,15 @@ impl Tracker {
         });
         self.state.store(next.clone());
         self.published.send_replace(next.generation);
+        if changed && next.primary.is_some() {
+            self.metrics.primary_found();
+        }
+        let _ = self.events.send(TrackerEvent::Published {
+            generation: next.generation,
+            primary: next.primary.clone(),
+            changed,
+        });
         if changed {
-            self.metrics.primary_changed(&next);
             tracing::info!(
                 service = %self.service,
                 cause,
@@ -514,8 +663,6 @@ impl Tracker {
                 fence = next.primary.as_ref().and_then(|p| p.fence),
                 "primary changed"
             );
-        } else {
-            self.metrics.generation(&next);
         }
         next
     }
@@ -948,17 +1095,13 @@ mod tests {
 
     #[tokio::test]
     async fn no_replica_means_no_primary_and_a_clear_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let ctx = Context::for_tests(dir.path().to_path_buf());
         // A port nobody listens on: discovery fails, requests get NoPrimary, not a hang.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let discovery = Discovery::Http(vec![crate::config::HttpUrl(
-            url::Url::parse(&format!("http://127.0.0.1:{port}")).unwrap(),
-        )]);
+        let discovery = Discovery::Http(vec![format!("http://127.0.0.1:{port}")]);
         let settings = Settings {
             max_in_flight: 2,
             request_timeout: Duration::from_millis(200),
@@ -967,7 +1110,8 @@ mod tests {
             max_attempts: 2,
             failover_statuses: vec![421],
         };
-        let t = Tracker::with_settings(&ctx, "nobody", &discovery, settings).unwrap();
+        let meter = opentelemetry::global::meter("test");
+        let t = Tracker::new("nobody", &discovery, settings, &meter).unwrap();
         let err = t.get_bytes("/x").await.unwrap_err();
         assert!(matches!(err, TrackerError::NoPrimary { .. }), "{err}");
         assert!(t.primary().is_none());

@@ -5,7 +5,7 @@
 use super::blob::{self, BlobStore, Fetched, PutCondition};
 use super::chaos::ChaosBlob;
 use super::manifest::{Claim, Manifest};
-use super::source::Source;
+use super::source::{self, Source};
 use super::*;
 use std::sync::atomic::AtomicU64;
 
@@ -31,8 +31,12 @@ fn opts(owner: &str) -> CacheOptions {
 }
 
 /// A source that counts its loads and returns `generation` (or fails while `fail` is set).
-fn source(loads: Arc<AtomicU64>, generation: Arc<AtomicU64>, fail: Arc<AtomicU64>) -> Source {
-    Source::Custom(Arc::new(move || {
+fn source(
+    loads: Arc<AtomicU64>,
+    generation: Arc<AtomicU64>,
+    fail: Arc<AtomicU64>,
+) -> Arc<dyn Source> {
+    source::from_fn(move || {
         loads.fetch_add(1, ORDER);
         let g = generation.load(ORDER);
         let f = fail.load(ORDER);
@@ -44,7 +48,7 @@ fn source(loads: Arc<AtomicU64>, generation: Arc<AtomicU64>, fail: Arc<AtomicU64
                 Ok(Bytes::from(format!("generation {g}")))
             }
         })
-    }))
+    })
 }
 
 struct Fleet {
@@ -58,13 +62,12 @@ struct Fleet {
 
 fn fleet(n: usize, blob: Arc<dyn BlobStore>) -> Fleet {
     let dir = tempfile::tempdir().unwrap();
-    let ctx = Context::for_tests(dir.path().to_path_buf());
+    let meter = opentelemetry::global::meter("test");
     let (loads, generation, fail) = Default::default();
     let token = CancellationToken::new();
     let caches = (0..n)
         .map(|i| {
             let c = Cache::new(
-                &ctx,
                 opts(&format!("s{i}")),
                 source(
                     Arc::clone(&loads),
@@ -72,6 +75,7 @@ fn fleet(n: usize, blob: Arc<dyn BlobStore>) -> Fleet {
                     Arc::clone(&fail),
                 ),
                 blob.clone(),
+                &meter,
             );
             tokio::spawn(c.clone().run(token.clone(), || {}));
             c
