@@ -24,7 +24,7 @@ fn page_and_metrics_agree_through_a_reload_that_removes_a_service() {
     let _gone = spawn_test_child(CHILD_BIN, 3, 0.0, pg);
     let agent = Agent::start(&format!("{}\n{}", service("kept", pk), service("gone", pg)));
     agent.wait_ready(Duration::from_secs(30));
-    let page = || agent.get("/").map(|(s, b)| (s, b)).expect("GET /");
+    let page = || agent.get("/").expect("GET /");
     wait_for("both services on /metrics", Duration::from_secs(20), || {
         let m = agent.metrics();
         (m.contains(r#"process_thread_count{service="gone"}"#)

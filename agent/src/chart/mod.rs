@@ -601,53 +601,70 @@ fn decimate(pts: &[(f64, f64)], x0: f64, x1: f64, columns: usize) -> Vec<(f64, f
         return inside.collect();
     }
     let mut out = Vec::with_capacity(columns * 2 + 8);
-    // The current column: its index, min, max, whether it saw a gap.
-    let mut col: Option<(usize, (f64, f64), (f64, f64), bool)> = None;
-    let flush = |c: (usize, (f64, f64), (f64, f64), bool), out: &mut Vec<(f64, f64)>| {
-        let (_, lo, hi, gap) = c;
-        if gap {
-            out.push((lo.0.min(hi.0), f64::NAN));
+    let mut col: Option<Column> = None;
+    for p in inside {
+        let c = (((p.0 - x0) / (x1 - x0)) * columns as f64) as usize;
+        match &mut col {
+            Some(cur) if cur.index == c => cur.add(p),
+            _ => {
+                if let Some(done) = col.take() {
+                    done.flush(&mut out);
+                }
+                col = Some(Column::new(c, p));
+            }
         }
-        if lo.1.is_finite() {
+    }
+    if let Some(done) = col {
+        done.flush(&mut out);
+    }
+    out
+}
+
+/// One column of [`decimate`]: its lowest and highest point, and whether it had a gap.
+struct Column {
+    index: usize,
+    lo: Option<(f64, f64)>,
+    hi: Option<(f64, f64)>,
+    gap: Option<f64>,
+}
+
+impl Column {
+    fn new(index: usize, p: (f64, f64)) -> Self {
+        let mut c = Self {
+            index,
+            lo: None,
+            hi: None,
+            gap: None,
+        };
+        c.add(p);
+        c
+    }
+
+    fn add(&mut self, p: (f64, f64)) {
+        if !p.1.is_finite() {
+            self.gap.get_or_insert(p.0);
+            return;
+        }
+        if self.lo.is_none_or(|lo| p.1 < lo.1) {
+            self.lo = Some(p);
+        }
+        if self.hi.is_none_or(|hi| p.1 > hi.1) {
+            self.hi = Some(p);
+        }
+    }
+
+    fn flush(self, out: &mut Vec<(f64, f64)>) {
+        if let Some(x) = self.gap {
+            out.push((x, f64::NAN));
+        }
+        if let (Some(lo), Some(hi)) = (self.lo, self.hi) {
             let (a, b) = if lo.0 <= hi.0 { (lo, hi) } else { (hi, lo) };
             out.push(a);
             if b != a {
                 out.push(b);
             }
         }
-    };
-    let none = (f64::NAN, f64::NAN);
-    for p in inside {
-        let c = (((p.0 - x0) / (x1 - x0)) * columns as f64) as usize;
-        match &mut col {
-            Some(cur) if cur.0 == c => {
-                if !p.1.is_finite() {
-                    cur.3 = true;
-                } else if !cur.1.1.is_finite() {
-                    cur.1 = p;
-                    cur.2 = p;
-                } else if p.1 < cur.1.1 {
-                    cur.1 = p;
-                } else if p.1 > cur.2.1 {
-                    cur.2 = p;
-                }
-            }
-            _ => {
-                if let Some(done) = col.take() {
-                    flush(done, &mut out);
-                }
-                col = Some(if p.1.is_finite() {
-                    (c, p, p, false)
-                } else {
-                    (c, (p.0, f64::NAN), none, true)
-                });
-            }
-        }
     }
-    if let Some(done) = col {
-        flush(done, &mut out);
-    }
-    out
 }
 
 /// A small line without axes for tables: the shape of the last minutes or hours, the latest

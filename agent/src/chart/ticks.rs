@@ -4,7 +4,7 @@ use super::format::{civil_date, utc_clock};
 
 /// Round tick values within [lo, hi], at most about `max` of them.
 pub fn values(lo: f64, hi: f64, max: usize) -> Vec<f64> {
-    if !(hi > lo) || !lo.is_finite() || !hi.is_finite() {
+    if hi <= lo || lo.is_nan() || !lo.is_finite() || !hi.is_finite() {
         return vec![lo];
     }
     let raw = (hi - lo) / max.max(1) as f64;
