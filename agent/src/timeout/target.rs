@@ -239,7 +239,7 @@ pub fn epoll_members(pid: i32, epfd: i32, cap: usize) -> Vec<(i32, u64)> {
         return Vec::new();
     };
     text.lines()
-        .filter_map(|l| parse_tfd(l))
+        .filter_map(parse_tfd)
         .take(cap)
         .collect()
 }
