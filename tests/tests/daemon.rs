@@ -360,7 +360,7 @@ fn sighup_with_a_bad_file_keeps_the_old_config_and_a_good_one_applies() {
 const BAD_CONFIGS: &[(&str, &str)] = &[
     (
         "[agent]\nlisten = \"127.0.0.1:9464\"\nbogus = 1\n",
-        "bad.toml:3:1: unknown field `bogus`, expected one of `listen`, `interval`, `data_dir`, `host`, `history`",
+        "bad.toml:3:1: unknown field `bogus`, expected one of `listen`, `interval`, `data_dir`, `host`, `history`, `api_token_file`, `allowed_hosts`, `max_connections`, `header_timeout`",
     ),
     (
         "[agent]\ninterval = \"0s\"\n",

@@ -238,10 +238,7 @@ pub fn epoll_members(pid: i32, epfd: i32, cap: usize) -> Vec<(i32, u64)> {
     let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{epfd}")) else {
         return Vec::new();
     };
-    text.lines()
-        .filter_map(parse_tfd)
-        .take(cap)
-        .collect()
+    text.lines().filter_map(parse_tfd).take(cap).collect()
 }
 
 /// `tfd:        6 events: 8000201d data:     7f25cda46ed8  pos:0 ino:5d24 sdev:9`
