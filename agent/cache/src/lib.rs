@@ -369,12 +369,15 @@ pub struct Cache {
     /// The newest manifest any read has seen, with its tag (for If-None-Match).
     known: Mutex<Option<(Tag, Manifest)>>,
     /// The last strong read: when it started and what it returned (single flight).
-    strong_flight: tokio::sync::Mutex<Option<(Instant, Result<Arc<Snapshot>, CacheError>)>>,
+    strong_flight: tokio::sync::Mutex<Option<StrongFlight>>,
     /// Nanoseconds after `started` of the last successful check (0 = never).
     validated_at: AtomicU64,
     started: Instant,
     metrics: Metrics,
 }
+
+/// When the last strong read started and what it returned.
+type StrongFlight = (Instant, Result<Arc<Snapshot>, CacheError>);
 
 const ORDER: Ordering = Ordering::Relaxed;
 

@@ -105,7 +105,7 @@ impl Guard {
             return true;
         }
         let name = name.trim_end_matches('.').to_ascii_lowercase();
-        self.names.iter().any(|n| *n == name)
+        self.names.contains(&name)
     }
 
     /// Check one request's headers; `path` decides which checks apply. On success, the

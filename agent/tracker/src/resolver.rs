@@ -107,7 +107,7 @@ fn normalise(base: &str) -> String {
 impl HttpResolver {
     fn is_replica(&self, base: &str) -> bool {
         let base = normalise(base);
-        self.replicas.iter().any(|r| *r == base)
+        self.replicas.contains(&base)
     }
 
     async fn discover(&self, failing: Option<&Primary>) -> Result<Primary, DiscoveryError> {
