@@ -2,6 +2,8 @@
 # Installs the real servers the tests talk to, when missing: Debian packages (started by
 # nothing: a policy-rc.d forbids daemons from starting on install) and Azurite from npm.
 set -euo pipefail
+# shellcheck source=lib/apt.sh
+source "$(dirname "$0")/lib/apt.sh"
 
 need_apt=()
 command -v prometheus >/dev/null || need_apt+=(prometheus)
@@ -17,18 +19,7 @@ command -v curl >/dev/null || need_apt+=(curl)
 command -v wget >/dev/null || need_apt+=(wget)
 
 if ((${#need_apt[@]})); then
-    echo "setup: installing ${need_apt[*]}"
-    policy=/usr/sbin/policy-rc.d
-    created_policy=0
-    if [[ ! -e $policy ]]; then
-        printf '#!/bin/sh\nexit 101\n' >"$policy"
-        chmod +x "$policy"
-        created_policy=1
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >/dev/null
-    apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
-    ((created_policy)) && rm -f "$policy"
+    apt_install "${need_apt[@]}"
     # Packages may still have started their daemons (on default ports): stop them, the tests
     # start private instances.
     for unit in prometheus prometheus-alertmanager etcd prometheus-node-exporter redis-server; do
