@@ -214,6 +214,9 @@ impl Scorer {
                 | probes::SERVICE_UP
                 | probes::BUILD_INFO
                 | alerting::SPOOL_DEPTH
+                | alerting::SPOOL_DISK_FAILING
+                | alerting::SPOOL_MEMORY_ONLY
+                | crate::http::serve::CONNECTIONS
                 | lookout_cache::names::VERSION
                 | lookout_cache::names::BLOB_VERSION
                 | alerting::CACHE_CHECK_INTERVAL
