@@ -135,11 +135,40 @@ pub struct Alertmanager {
     child: Option<Child>,
     pub port: u16,
     dir: tempfile::TempDir,
+    /// User and password of its basic auth, when it has one.
+    auth: Option<(String, String)>,
 }
 
 impl Alertmanager {
     pub fn start(port: u16, receiver: u16) -> Self {
+        Self::start_inner(port, receiver, None)
+    }
+
+    /// One that answers only requests with this basic auth (its `--web.config.file`; `hash`
+    /// is the bcrypt hash of `password`), 401 to the rest.
+    pub fn start_with_basic_auth(
+        port: u16,
+        receiver: u16,
+        user: &str,
+        password: &str,
+        hash: &str,
+    ) -> Self {
+        Self::start_inner(
+            port,
+            receiver,
+            Some((user.to_string(), password.to_string(), hash.to_string())),
+        )
+    }
+
+    fn start_inner(port: u16, receiver: u16, auth: Option<(String, String, String)>) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        if let Some((user, _, hash)) = &auth {
+            std::fs::write(
+                dir.path().join("web.yml"),
+                format!("basic_auth_users:\n  {user}: '{hash}'\n"),
+            )
+            .unwrap();
+        }
         let config = format!(
             r#"route:
   receiver: ticket
@@ -162,6 +191,7 @@ receivers:
             child: None,
             port,
             dir,
+            auth: auth.map(|(u, p, _)| (u, p)),
         };
         am.start_again();
         am
@@ -177,7 +207,14 @@ receivers:
             .append(true)
             .open(dir.join("am.log"))
             .unwrap();
-        let child = Command::new("prometheus-alertmanager")
+        let mut cmd = Command::new("prometheus-alertmanager");
+        if self.auth.is_some() {
+            cmd.arg(format!(
+                "--web.config.file={}",
+                dir.join("web.yml").display()
+            ));
+        }
+        let child = cmd
             .arg(format!("--config.file={}", dir.join("am.yml").display()))
             .arg(format!("--storage.path={}", dir.join("data").display()))
             .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
@@ -201,8 +238,12 @@ receivers:
         }
     }
 
+    /// A URL on it (with its credentials when it has basic auth).
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{}", self.port, path)
+        match &self.auth {
+            Some((u, p)) => format!("http://{u}:{p}@127.0.0.1:{}{}", self.port, path),
+            None => format!("http://127.0.0.1:{}{}", self.port, path),
+        }
     }
 
     /// Alerts Alertmanager holds (active ones; with `?active=false...` others).

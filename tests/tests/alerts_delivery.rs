@@ -5,7 +5,13 @@
 //!   resolutions included;
 //! - `data_dir` on a small tmpfs that turns read-only, then full, during an Alertmanager
 //!   outage: the alerts are still delivered when Alertmanager returns, and the disk failure
-//!   is itself alerted (LookoutAlertSpoolFailing), and resolves when the disk recovers.
+//!   is itself alerted (LookoutAlertSpoolFailing), and resolves when the disk recovers;
+//! - a clean stop (SIGTERM) while the Alertmanager is down, with firing alerts and a pending
+//!   resolution: after both restart, everything is delivered, nothing ended fires again;
+//! - a reload that lowers `spool_max`: exactly the excess goes (never a resolution), counted
+//!   and alerted, and everything arrives once an Alertmanager answers;
+//! - an Alertmanager with basic auth answering 401 to old credentials: the notice waits
+//!   until a reload fixes the password, and no password reaches a file or the log.
 //!
 //! CI-time knobs: `resend_interval = "1s"` (many re-sends in seconds), `keep_firing_for = "1s"`.
 
@@ -675,4 +681,124 @@ fn a_reload_that_lowers_spool_max_drops_only_what_the_new_bound_says_and_alerts(
             .then_some(())
         },
     );
+}
+
+/// bcrypt (cost 4) of [`PASSWORD`], for Alertmanager's `basic_auth_users`.
+const PASSWORD_HASH: &str = "$2b$04$zy9YQtB/ke6KFScS5yapFu0dAYHYzW2UnrrpO2uTIdw36ot.hqxoy";
+const PASSWORD: &str = "s3cr3t-pass";
+
+/// Every file under `dir`, names and contents, as text.
+fn everything_under(dir: &Path) -> String {
+    let mut out = String::new();
+    for e in walk(dir) {
+        out.push_str(&e.display().to_string());
+        out.push('\n');
+        if e.is_file() {
+            out.push_str(&String::from_utf8_lossy(
+                &std::fs::read(&e).unwrap_or_default(),
+            ));
+        }
+    }
+    out
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        }
+        out.push(p);
+    }
+    out
+}
+
+#[test]
+fn a_401_waits_in_the_spool_until_the_credentials_are_fixed_and_never_leaks_them() {
+    let receiver = Receiver::start();
+    let am = Alertmanager::start_with_basic_auth(
+        free_port(),
+        receiver.port,
+        "lookout",
+        PASSWORD,
+        PASSWORD_HASH,
+    );
+    let (_s, s_re) = Sleeper::start("91");
+    let target = |password: &str| format!("http://lookout:{password}@127.0.0.1:{}", am.port);
+    let config = |password: &str| {
+        format!(
+            "{}{}",
+            stuck_service("behind-auth", &s_re, ""),
+            // A long resend: what arrives after the fix comes from the queue, not a re-send.
+            alerts_section(&[am.port], "")
+                .replace("resend_interval = \"1s\"", "resend_interval = \"60s\"")
+                .replace(
+                    &format!("\"http://127.0.0.1:{}\"", am.port),
+                    &format!("\"{}\"", target(password))
+                )
+        )
+    };
+    // Credentials being rotated: the agent still has the old password. Alertmanager answers
+    // 401; the notice waits (retried), it is not dropped.
+    let agent = Agent::start(&config("old-pass"));
+    let data_dir = agent.dir.path().join("data");
+    wait_for("401s retried", Duration::from_secs(30), || {
+        let m = agent.metrics();
+        (metric_value(
+            &m,
+            "lookout_alert_notifications_total",
+            &[("outcome", "failed")],
+        )? >= 3.0
+            && metric(&agent, "lookout_alert_spool_depth") == 1.0)
+            .then_some(())
+    });
+    assert!(agent.log().contains("401"), "{}", agent.log());
+    assert_eq!(
+        metric_value(
+            &agent.metrics(),
+            "lookout_alert_notifications_total",
+            &[("outcome", "rejected")]
+        ),
+        Some(0.0)
+    );
+    assert!(am.alerts().is_empty(), "{:?}", am.alerts());
+    let starts = {
+        let (_, body) = agent.get("/api/v1/alerts").unwrap();
+        let list: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+        list[0]["startsAt"].as_str().unwrap().to_string()
+    };
+
+    // The password fixed by a reload: the same Alertmanager, its queue carried over, so the
+    // alert arrives with its original startsAt at once (not only at its next resend).
+    agent.rewrite_config(&format!(
+        "[agent]\nlisten = \"127.0.0.1:{}\"\ninterval = \"1s\"\ndata_dir = \"{}\"\nhost = \"test-host\"\n\n{}",
+        agent.port,
+        data_dir.display(),
+        config(PASSWORD)
+    ));
+    agent.signal(libc::SIGHUP);
+    let got = wait_for("the alert at the receiver", Duration::from_secs(20), || {
+        receiver.find(
+            receiver.started,
+            "ServiceStuckInitializing",
+            "firing",
+            &[("service", "behind-auth")],
+        )
+    });
+    assert_eq!(got.alert["startsAt"].as_str().unwrap()[..19], starts[..19]);
+
+    // Neither password in any file name or content under data_dir, nor in the log.
+    let files = everything_under(&data_dir);
+    let log = agent.log();
+    for secret in ["old-pass", PASSWORD] {
+        assert!(!files.contains(secret), "{secret} under data_dir:\n{files}");
+        assert!(!log.contains(secret), "{secret} in the log");
+    }
+    for p in walk(&data_dir.join("alerts")) {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        let want = if p.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(mode, want, "{}", p.display());
+    }
 }

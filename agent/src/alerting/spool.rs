@@ -20,8 +20,10 @@
 //! cannot even be opened is an in-memory spool, never "delivery off".
 //!
 //! Bounds: a queue holds one entry per distinct alert. As a safety net against a runaway
-//! label set, past `max` entries the oldest *firing* notice is dropped (the engine re-sends
-//! firing alerts every resend interval, so it comes back); resolutions are never dropped.
+//! label set, past `max` entries a *firing* notice is dropped (the engine re-sends firing
+//! alerts every resend interval, so it comes back): the re-send of the alert that
+//! Alertmanager took most recently if there is one (so the skipped refresh rotates), else the
+//! oldest. Resolutions are never dropped. A new `max` (a reload) applies at once.
 //!
 //! Hand-written rather than a queue crate: per-consumer queues with replace-by-key, atomic
 //! per-entry files and an in-memory fallback fit in a few hundred lines with no new
@@ -183,6 +185,8 @@ impl Spool {
 
     /// Follow a new list of Alertmanagers: queues of removed ones go (with their files),
     /// new ones start with what a previous run left for them on disk, if anything.
+    /// An Alertmanager whose credentials changed (the URL otherwise the same: the fix for a
+    /// 401) is the same Alertmanager: its queue carries over to the new URL.
     pub fn set_targets(&mut self, targets: &[String]) {
         let keys = keys_of(targets);
         let removed: Vec<String> = self
@@ -191,17 +195,24 @@ impl Spool {
             .filter(|t| !targets.contains(t))
             .cloned()
             .collect();
-        for t in removed {
-            if let Some(q) = self.queues.remove(&t) {
-                let _ = fs::remove_dir_all(&q.dir);
-            }
-        }
+        let mut orphans: Vec<Queue> = removed
+            .iter()
+            .filter_map(|t| self.queues.remove(t))
+            .collect();
         for (target, key) in targets.iter().zip(keys) {
             if self.queues.contains_key(target) {
                 continue;
             }
-            let q = self.load_queue(target, &self.dir.join(key));
+            let dir = self.dir.join(key);
+            if let Some(i) = orphans.iter().position(|q| q.dir == dir) {
+                self.queues.insert(target.clone(), orphans.swap_remove(i));
+                continue;
+            }
+            let q = self.load_queue(target, &dir);
             self.queues.insert(target.clone(), q);
+        }
+        for q in orphans {
+            let _ = fs::remove_dir_all(&q.dir);
         }
         // Directories of Alertmanagers no longer configured: nobody will take their notices.
         let live: Vec<PathBuf> = self.queues.values().map(|q| q.dir.clone()).collect();
@@ -849,6 +860,22 @@ mod tests {
             fs::read_to_string(root.join(target_key(&secret)).join("target")).unwrap(),
             "http://127.0.0.1:9093/"
         );
+    }
+
+    #[test]
+    fn new_credentials_for_the_same_alertmanager_keep_its_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = "http://lookout:old@127.0.0.1:9093/".to_string();
+        let new = "http://lookout:new@127.0.0.1:9093/".to_string();
+        let other = "http://127.0.0.1:9094/".to_string();
+        let mut s = Spool::open(dir.path(), 10, &[old.clone(), other.clone()]);
+        s.push(n("X", false, "x"));
+        s.set_targets(&[new.clone()]);
+        assert_eq!(summaries(&s.pending(&new, 10)), ["x"]);
+        assert_eq!(s.depth(), 1, "the removed Alertmanager's queue goes");
+        drop(s);
+        let s = Spool::open(dir.path(), 10, std::slice::from_ref(&new));
+        assert_eq!(summaries(&s.pending(&new, 10)), ["x"], "and on disk");
     }
 
     #[test]
