@@ -870,7 +870,7 @@ mod tests {
         let other = "http://127.0.0.1:9094/".to_string();
         let mut s = Spool::open(dir.path(), 10, &[old.clone(), other.clone()]);
         s.push(n("X", false, "x"));
-        s.set_targets(&[new.clone()]);
+        s.set_targets(std::slice::from_ref(&new));
         assert_eq!(summaries(&s.pending(&new, 10)), ["x"]);
         assert_eq!(s.depth(), 1, "the removed Alertmanager's queue goes");
         drop(s);
