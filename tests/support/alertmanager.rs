@@ -230,6 +230,22 @@ receivers:
         });
     }
 
+    /// Freeze it (SIGSTOP): connections are still accepted by the kernel, nothing answers —
+    /// a hung Alertmanager. [`Alertmanager::resume`] lets it go on.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, sig: i32) {
+        if let Some(child) = &self.child {
+            unsafe { libc::kill(child.id() as i32, sig) };
+        }
+    }
+
     /// Stop it cleanly (SIGTERM: it saves its notification log) and wait until it is gone.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -256,6 +272,7 @@ receivers:
 
 impl Drop for Alertmanager {
     fn drop(&mut self) {
+        self.resume();
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();

@@ -11,7 +11,9 @@
 //! - a reload that lowers `spool_max`: exactly the excess goes (never a resolution), counted
 //!   and alerted, and everything arrives once an Alertmanager answers;
 //! - an Alertmanager with basic auth answering 401 to old credentials: the notice waits
-//!   until a reload fixes the password, and no password reaches a file or the log.
+//!   until a reload fixes the password, and no password reaches a file or the log;
+//! - a hung Alertmanager (SIGSTOP): requests time out and are retried, the agent is not held
+//!   up, the resolution arrives when it wakes.
 //!
 //! CI-time knobs: `resend_interval = "1s"` (many re-sends in seconds), `keep_firing_for = "1s"`.
 
@@ -801,4 +803,66 @@ fn a_401_waits_in_the_spool_until_the_credentials_are_fixed_and_never_leaks_them
         let want = if p.is_dir() { 0o700 } else { 0o600 };
         assert_eq!(mode, want, "{}", p.display());
     }
+}
+
+#[test]
+fn a_hung_alertmanager_times_out_and_gets_the_resolution_when_it_wakes() {
+    let receiver = Receiver::start();
+    let am = Alertmanager::start(free_port(), receiver.port);
+    let (s, s_re) = Sleeper::start("95");
+    let agent = Agent::start(&format!(
+        "{}{}",
+        stuck_service("hung-am", &s_re, ""),
+        alerts_section(&[am.port], "")
+    ));
+    let subject = [("service", "hung-am")];
+    wait_for("paged", Duration::from_secs(30), || {
+        receiver.find(
+            receiver.started,
+            "ServiceStuckInitializing",
+            "firing",
+            &subject,
+        )
+    });
+    // Alertmanager hangs (accepts, never answers); the service ends meanwhile.
+    am.pause();
+    let failed = |agent: &Agent| {
+        metric_value(
+            &agent.metrics(),
+            "lookout_alert_notifications_total",
+            &[("outcome", "failed")],
+        )
+        .unwrap_or(0.0)
+    };
+    let failed_before = failed(&agent);
+    drop(s);
+    wait_for(
+        "a request timed out (10 s) and the resolution waits",
+        Duration::from_secs(30),
+        || (failed(&agent) > failed_before).then_some(()),
+    );
+    // The agent is not held up by it: it answers, and its alert is resolved locally.
+    let (status, body) = agent.get("/api/v1/alerts").unwrap();
+    assert_eq!(status, 200);
+    assert!(!body.contains("hung-am"), "{body}");
+    assert!(metric(&agent, "lookout_alert_spool_depth") >= 1.0);
+    let woke = Instant::now();
+    am.resume();
+    wait_for(
+        "the resolution once Alertmanager wakes",
+        Duration::from_secs(20),
+        || receiver.find(woke, "ServiceStuckInitializing", "resolved", &subject),
+    );
+    // Requests the hung Alertmanager had accepted are processed when it wakes, possibly after
+    // the resolution; the resolution's re-sends settle it: not active there.
+    wait_for(
+        "not active at Alertmanager",
+        Duration::from_secs(20),
+        || {
+            (!am.alerts()
+                .iter()
+                .any(|a| label(a, "service") == "hung-am" && a["status"]["state"] == "active"))
+            .then_some(())
+        },
+    );
 }
