@@ -216,7 +216,7 @@ impl Scorer {
                 | alerting::SPOOL_DEPTH
                 | alerting::SPOOL_DISK_FAILING
                 | alerting::SPOOL_MEMORY_ONLY
-                | crate::http::serve::CONNECTIONS
+                | crate::http::names::CONNECTIONS
                 | lookout_cache::names::VERSION
                 | lookout_cache::names::BLOB_VERSION
                 | alerting::CACHE_CHECK_INTERVAL
