@@ -203,6 +203,7 @@ impl Scorer {
                 | RATE
                 | EVENT
                 | crate::timeout::names::SUSPECTS
+                | crate::timeout::names::UNSAMPLED_THREADS
                 | alerting::ALERTS_FIRING
                 | probes::THREAD_LIMIT
                 | probes::SYSTEM_THREAD_LIMIT
