@@ -217,6 +217,7 @@ impl Scorer {
                 | alerting::SPOOL_DEPTH
                 | alerting::SPOOL_DISK_FAILING
                 | alerting::SPOOL_MEMORY_ONLY
+                | alerting::NOTIFICATIONS
                 | crate::http::names::CONNECTIONS
                 | lookout_cache::names::VERSION
                 | lookout_cache::names::BLOB_VERSION
