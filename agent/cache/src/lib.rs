@@ -60,7 +60,7 @@ mod tests;
 use arc_swap::ArcSwapOption;
 use blob::{BlobError, BlobStore, Fetched, PutCondition, PutOutcome, Tag};
 use bytes::Bytes;
-use manifest::{Claim, DataRef, Manifest, ManifestError};
+use manifest::{Claim, DataRef, Manifest, ManifestError, is_sha256_hex};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, Meter};
 use sha2::{Digest, Sha256};
@@ -599,25 +599,44 @@ impl Cache {
                 Some(m)
             }
         };
+        // The manifest may be behind what was published (restored from a backup, rolled back)
+        // or gone (wiped): the version markers are the record of every version taken. One
+        // more read when the manifest is there: the marker above it, normally absent.
+        let above = match &manifest {
+            Some(m) => match m.version.checked_add(1) {
+                Some(next) => self.marker(next).await?.is_some(),
+                None => false,
+            },
+            None => true,
+        };
+        let mut needed: Option<(u64, DataRef)> = manifest
+            .as_ref()
+            .and_then(|m| m.data.clone().map(|d| (m.version, d)));
+        if above
+            && let Some((v, d)) = self.highest_marker().await?
+            && is_sha256_hex(&d.sha256)
+            && needed.as_ref().is_none_or(|(nv, _)| v > *nv)
+        {
+            needed = Some((v, d));
+        }
         let current = self.get();
-        let needed = match manifest {
-            // No manifest (never published, or wiped): the blob tier cannot confirm that what
-            // this agent holds is the newest; answering from local state would not be strong.
-            None => return Err(CacheError::NoManifest),
-            Some(m) => m,
+        let (version, data) = match (needed, manifest) {
+            (Some(n), _) => n,
+            // Nothing published yet.
+            (None, Some(_)) => return current.ok_or(CacheError::NoVersion),
+            // No manifest and no marker: the blob tier cannot confirm that what this agent
+            // holds is the newest; answering from local state would not be strong.
+            (None, None) => return Err(CacheError::NoManifest),
         };
         if let Some(cur) = &current
-            && cur.version >= needed.version
+            && cur.version >= version
         {
             self.mark_validated();
             return Ok(cur.clone());
         }
-        let Some(data) = &needed.data else {
-            return current.ok_or(CacheError::NoVersion);
-        };
-        let bytes = self.fetch_verified(data).await?;
+        let bytes = self.fetch_verified(&data).await?;
         let snap = Arc::new(Snapshot {
-            version: needed.version,
+            version,
             sha256: data.sha256.clone(),
             bytes,
         });

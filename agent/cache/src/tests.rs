@@ -408,3 +408,36 @@ async fn a_strong_read_without_a_manifest_fails() {
     assert_eq!(c.get().unwrap().version, 7, "eventual reads serve the disk");
     assert!(matches!(c.get_strong().await, Err(CacheError::NoManifest)));
 }
+
+/// A manifest rolled back to an older copy (a backup restored): strong reads still return
+/// the highest version published, found through the version markers.
+#[tokio::test(start_paused = true)]
+async fn a_strong_read_sees_through_a_rolled_back_manifest() {
+    let blob = memory();
+    let f = fleet(1, blob.clone());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let Ok(Fetched::Found { bytes: old, .. }) = blob.get("c/manifest.json", None, 65536).await
+    else {
+        panic!()
+    };
+    f.generation.store(1, ORDER);
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_eq!(f.caches[0].get().unwrap().version, 2);
+    f.token.cancel();
+    blob.put("c/manifest.json", old, PutCondition::Overwrite)
+        .await
+        .unwrap();
+    // A fresh agent that only ever saw version 1's manifest.
+    let meter = opentelemetry::global::meter("test");
+    let fresh = Cache::new(
+        opts("fresh"),
+        source(f.loads.clone(), f.generation.clone(), f.fail.clone()),
+        blob.clone(),
+        &meter,
+    );
+    let s = fresh.get_strong().await.unwrap();
+    assert_eq!((s.version, &s.bytes[..]), (2, &b"generation 1"[..]));
+    // Wiped: the markers still answer.
+    blob.delete("c/manifest.json").await.unwrap();
+    assert_eq!(fresh.get_strong().await.unwrap().version, 2);
+}
