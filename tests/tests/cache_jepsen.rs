@@ -1,7 +1,8 @@
 //! A Jepsen-style history check over three real `lookout` agents sharing one blob tier (the
 //! `file://` backend, then a private Azurite), with a nemesis: the agent holding the refresh
 //! claim stopped (SIGSTOP) past its claim TTL and resumed, the manifest wiped and later
-//! restored from a backup (a rollback), a blob outage (the `file://` root made unusable /
+//! restored from a backup (a rollback), a lagging agent left alone to repair a wiped manifest
+//! (the others paused), a blob outage (the `file://` root made unusable /
 //! Azurite stopped), and SIGKILL restarts on the agents' data dirs. The source document
 //! changes all the time.
 //!
@@ -27,7 +28,7 @@ const AGENTS: usize = 3;
 const REFRESH: Duration = Duration::from_secs(1);
 const CLAIM_TTL: Duration = Duration::from_secs(1);
 /// How long the nemesis runs (each backend).
-const RUN: Duration = Duration::from_secs(40);
+const RUN: Duration = Duration::from_secs(45);
 
 fn cache_toml(work: &Path, blob: &str, options: &str) -> String {
     let script = format!(
@@ -170,6 +171,7 @@ impl Outage {
 #[derive(Default, Debug)]
 struct Faults {
     paused_claimer: usize,
+    lagging_repairs: usize,
     wipes: usize,
     rollbacks: usize,
     outages: usize,
@@ -244,7 +246,39 @@ async fn run(blob_url: String, options: String, watch: Arc<dyn BlobStore>, outag
         step += 1;
         generation += 1;
         write_doc(work.path(), generation);
-        match step % 4 {
+        match step % 5 {
+            // The bug of issue 15: an agent paused while the others move on, then left alone
+            // (the others paused) with the manifest wiped: it repairs, and must publish above
+            // the highest version the others served, not `its version + 1`.
+            0 => {
+                let lag = rand::random_range(0..AGENTS);
+                signal(agents[lag].child.id(), libc::SIGSTOP);
+                let before = manifest(&watch).await.map(|(_, m)| m.version).unwrap_or(0);
+                // Long enough for the others to publish a new version.
+                let deadline = Instant::now() + Duration::from_secs(4);
+                while manifest(&watch).await.map(|(_, m)| m.version).unwrap_or(0) <= before
+                    && Instant::now() < deadline
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                let others: Vec<u32> = (0..AGENTS)
+                    .filter(|&i| i != lag)
+                    .map(|i| agents[i].child.id())
+                    .collect();
+                for &p in &others {
+                    signal(p, libc::SIGSTOP);
+                }
+                watch.delete("fleet/manifest.json").await.unwrap();
+                generation += 1;
+                write_doc(work.path(), generation);
+                signal(agents[lag].child.id(), libc::SIGCONT);
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                for &p in &others {
+                    signal(p, libc::SIGCONT);
+                }
+                faults.lagging_repairs += 1;
+                tokio::time::sleep(Duration::from_millis(1000)).await;
+            }
             // Stop the claimer while it holds the claim, past its TTL, then resume it.
             1 => {
                 let deadline = Instant::now() + Duration::from_secs(4);
@@ -391,6 +425,7 @@ async fn run(blob_url: String, options: String, watch: Arc<dyn BlobStore>, outag
     );
     assert!(
         faults.paused_claimer >= 1
+            && faults.lagging_repairs >= 1
             && faults.wipes >= 1
             && faults.rollbacks >= 1
             && faults.outages >= 1
