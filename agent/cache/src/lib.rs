@@ -620,6 +620,7 @@ impl Cache {
             needed = Some((v, d));
         }
         let current = self.get();
+        tracing::debug!(cache = %self.opts.name, manifest = ?manifest.as_ref().map(|m| m.version), above, needed = ?needed.as_ref().map(|n| n.0), current = ?current.as_ref().map(|c| c.version), "strong read");
         let (version, data) = match (needed, manifest) {
             (Some(n), _) => n,
             // Nothing published yet.
