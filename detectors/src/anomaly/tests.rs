@@ -279,3 +279,40 @@ fn a_pattern_seen_days_ago_is_damped_by_the_context_memory() {
     );
     assert!(second >= OP, "a big excursion still pages: {second}");
 }
+
+#[test]
+fn the_bounded_cad_ose_stays_under_its_memory_cap() {
+    // Shapes that make the most contexts: white noise over the whole range, a random walk
+    // that leaves it, a fast cycle. Each long enough for several restarts of the memory.
+    let mut h = 0x2545_f491_4f6c_dd1du64;
+    let mut rnd = move || {
+        h ^= h << 13;
+        h ^= h >> 7;
+        h ^= h << 17;
+        (h >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let (mut most, mut contexts) = (0, 0);
+    for shape in 0..3 {
+        let mut cad = super::causal_cad();
+        let mut walk = 0.0;
+        for t in 0..20_000 {
+            walk += rnd() - 0.5;
+            let v = match shape {
+                0 => rnd(),
+                1 => walk,
+                _ => ((t % 7) as f64) + 0.3 * rnd(),
+            };
+            cad.score(v);
+            most = most.max(cad.memory_bytes());
+            contexts = contexts.max(cad.contexts());
+        }
+        eprintln!(
+            "shape {shape}: resets {} most {most} B {contexts} contexts",
+            cad.resets()
+        );
+        if shape < 2 {
+            assert!(cad.resets() > 0, "shape {shape} never filled the memory");
+        }
+    }
+    assert!(most <= super::CAD_MEMORY_CAP, "{most}");
+}
