@@ -168,8 +168,9 @@ pub fn ensemble(deviation: f32, cad: f32) -> f32 {
 
 /// Operating threshold of the ensemble: one part at its own threshold.
 pub const ENSEMBLE_THRESHOLD: f64 = 0.5;
-/// Operating threshold of BOCPD (NAB's detector scores 1 − r*/r*₋₁).
-pub const BOCPD_THRESHOLD: f64 = 0.5;
+/// Operating threshold of BOCPD (NAB's detector scores 1 − r*/r*₋₁): what leave-one-
+/// category-out CV chose in every fold on the dev corpus (0.978–0.982).
+pub const BOCPD_THRESHOLD: f64 = 0.98;
 
 impl std::str::FromStr for Method {
     type Err = String;
