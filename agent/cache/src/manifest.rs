@@ -107,6 +107,41 @@ impl Manifest {
     }
 }
 
+/// The key of the write-once marker of `version` under the cache `name`. Zero-padded so that
+/// a listing sorts by version. A marker is created (create-if-absent) before any manifest
+/// names its version, and it holds that version's [`DataRef`]: a version number, once taken,
+/// names one content for good, and after a wipe the highest marker says where to publish next.
+pub fn version_key(name: &str, version: u64) -> String {
+    format!("{name}/versions/{version:020}")
+}
+
+/// The version of a marker key (see [`version_key`]); `None` for anything else.
+pub fn marker_version(key: &str) -> Option<u64> {
+    let last = key.rsplit('/').next()?;
+    (last.len() == 20 && last.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| last.parse().ok())
+        .flatten()
+}
+
+impl DataRef {
+    /// Parse a version marker's body; it must name a SHA-256.
+    pub fn parse_marker(bytes: &[u8]) -> Result<Self, ManifestError> {
+        let d: DataRef =
+            serde_json::from_slice(bytes).map_err(|e| ManifestError::Garbage(e.to_string()))?;
+        if !is_sha256_hex(&d.sha256) {
+            return Err(ManifestError::Garbage(format!(
+                "marker hash {:?} is not a SHA-256",
+                d.sha256
+            )));
+        }
+        Ok(d)
+    }
+
+    pub fn to_bytes(&self) -> bytes::Bytes {
+        bytes::Bytes::from(serde_json::to_vec(self).unwrap_or_default())
+    }
+}
+
 pub fn is_sha256_hex(s: &str) -> bool {
     s.len() == 64
         && s.bytes()
