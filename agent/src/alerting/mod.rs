@@ -348,6 +348,7 @@ pub fn start(
     };
     on_change();
 
+    lookout_common::install_tls_provider();
     let client = reqwest::Client::builder()
         .build()
         .unwrap_or_else(|_| reqwest::Client::new());
