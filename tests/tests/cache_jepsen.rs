@@ -215,6 +215,7 @@ async fn run(blob_url: String, options: String, watch: Arc<dyn BlobStore>, outag
         let (history, stop) = (history.clone(), stop.clone());
         readers.push(tokio::spawn(async move {
             // Short timeout: reads of a stopped agent give up and come back.
+            lookout_common::install_tls_provider();
             let client = reqwest::Client::builder()
                 .no_proxy()
                 .timeout(Duration::from_secs(2))
