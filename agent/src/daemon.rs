@@ -295,7 +295,7 @@ fn load_token(guard: &crate::http::guard::Guard, config: &Config) -> Result<(), 
 fn spawn_connection_gauge(ctx: &Context, stats: Arc<crate::http::serve::ServerStats>) {
     let gauge = ctx.series.gauge(
         &ctx.meter,
-        crate::http::serve::CONNECTIONS,
+        crate::http::names::CONNECTIONS,
         "Open connections to the agent's HTTP API",
         "{connection}",
     );

@@ -69,9 +69,11 @@ enum Command {
         /// Write one SVG per file here: values, score, labelled windows, detections.
         #[arg(long)]
         plot: Option<PathBuf>,
-        /// Which detector: `lookout` (the daemon's), `netdata` (the baseline) or `cad-ose`
-        /// (NAB's CAD OSE, causal: its value range learnt online).
-        #[arg(long, default_value = "lookout")]
+        /// Which detector: `ensemble` (the daemon's: the larger of the deviation and CAD OSE
+        /// scores), `lookout` (the deviation detector alone), `netdata` (the baseline),
+        /// `cad-ose` (NAB's CAD OSE, causal: range fixed from the first 256 values, memory
+        /// bounded) or `bocpd` (NAB's Bayesian online change-point detector).
+        #[arg(long, default_value = "ensemble")]
         detector: lookout_detectors::anomaly::Method,
         /// With `--detector cad-ose`: give it each file's minimum and maximum up front, as NAB
         /// does (NOT causal; for comparison with NAB's scoreboard only).
@@ -88,6 +90,8 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 }
 
 fn main() -> ExitCode {
+    // Before any HTTP client is built (reqwest has no crypto provider of its own here).
+    lookout_common::install_tls_provider();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -35,7 +35,7 @@ fn bench(c: &mut Criterion) {
     // 300 samples): points per second of raw input.
     let raw = series(300_000);
     let warm5: Vec<f64> = series(2 * HISTORY * 300);
-    let mut d = trained(Method::Lookout, &[]);
+    let mut d = trained(Method::default(), &[]);
     let mut ds = Downsampler::default();
     for (i, &v) in warm5.iter().enumerate() {
         if let Some((t, m)) = ds.push(i as f64, v) {
@@ -43,7 +43,11 @@ fn bench(c: &mut Criterion) {
             d.train_if_due();
         }
     }
-    let mut g = c.benchmark_group("score/lookout_downsampled_1s_input");
+    let mut g = c.benchmark_group(format!(
+        "score/{}_downsampled_1s_input",
+        Method::default().name()
+    ));
+    g.sample_size(10);
     g.throughput(Throughput::Elements(raw.len() as u64));
     g.bench_function("stream_300k_points", |b| {
         b.iter_batched_ref(
@@ -64,8 +68,17 @@ fn bench(c: &mut Criterion) {
     g.finish();
     let warm = series(2 * HISTORY);
     let points = series(100_000);
-    for method in [Method::Lookout, Method::Netdata] {
+    for method in [
+        Method::Ensemble,
+        Method::Lookout,
+        Method::Netdata,
+        Method::CadOse,
+        Method::Bocpd,
+    ] {
         let d = trained(method, &warm);
+        // CAD OSE and BOCPD take tens of microseconds a point: fewer points, fewer samples.
+        let slow = matches!(method, Method::Ensemble | Method::CadOse | Method::Bocpd);
+        let points = if slow { &points[..10_000] } else { &points[..] };
         eprintln!(
             "memory per series ({}): {} bytes",
             method.name(),
@@ -73,7 +86,10 @@ fn bench(c: &mut Criterion) {
         );
         let mut g = c.benchmark_group(format!("score/{}", method.name()));
         g.throughput(Throughput::Elements(points.len() as u64));
-        g.bench_function("stream_100k_points", |b| {
+        if slow {
+            g.sample_size(10);
+        }
+        g.bench_function(format!("stream_{}_points", points.len()), |b| {
             b.iter_batched_ref(
                 || d.clone(),
                 |d| {
@@ -88,6 +104,9 @@ fn bench(c: &mut Criterion) {
             )
         });
         g.finish();
+        if matches!(method, Method::CadOse | Method::Bocpd) {
+            continue; // they learn online: no training job
+        }
         let mut g = c.benchmark_group(format!("train/{}", method.name()));
         g.bench_function("one_series_full_history", |b| {
             let mut d = d.clone();

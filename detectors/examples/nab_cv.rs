@@ -2,6 +2,7 @@
 //! with `data/<category>/<file>.csv` and `combined_windows.json`) with several detectors and
 //! prints in-sample and leave-one-category-out CV figures.
 //! `cargo run --release -p lookout-detectors --example nab_cv -- ../shared/data/nab [detectors]`
+use lookout_detectors::anomaly::bocpd::Bocpd;
 use lookout_detectors::anomaly::cad_ose::CadOse;
 use lookout_detectors::anomaly::{Detector, Method, Params, SeriesKind};
 use lookout_detectors::nab::{self, PROFILES, cv};
@@ -77,6 +78,49 @@ fn cad(f: &File, nab_range: bool, rest: f64, margin: f64) -> Vec<f64> {
         CadOse::causal_with_margin(rest, margin)
     };
     f.vs.iter().map(|&v| c.score(v)).collect()
+}
+
+/// CAD OSE with its range fixed from the first `w` values (span widened by `m` each side).
+fn cad_buffered(f: &File, rest: f64, w: usize, m: f64, bound: (usize, usize)) -> Vec<f64> {
+    let mut c = CadOse::buffered(rest, w, m);
+    if bound.0 > 0 {
+        c = c.bounded(bound.0, 120 * 1024, bound.1);
+    }
+    f.vs.iter().map(|&v| c.score(v)).collect()
+}
+
+fn bocpd(f: &File, lambda: f64) -> Vec<f64> {
+    let mut b = Bocpd::new(lambda);
+    f.vs.iter().map(|&v| b.score(v)).collect()
+}
+
+/// Per-file combination of several detectors' scores, each first divided by its operating
+/// threshold (so that "at its own threshold" means the same for each), then halved: the
+/// combination's 0.5 is "one of them at its threshold".
+fn combine(parts: &[(&Vec<Vec<f64>>, f64)], how: &str) -> Vec<Vec<f64>> {
+    let files = parts[0].0.len();
+    (0..files)
+        .map(|i| {
+            let n = parts[0].0[i].len();
+            (0..n)
+                .map(|t| {
+                    let v: Vec<f64> = parts.iter().map(|(s, op)| s[i][t] / op).collect();
+                    let c = match how {
+                        "max" => v.iter().copied().fold(0.0, f64::max),
+                        "mean" => v.iter().sum::<f64>() / v.len() as f64,
+                        // The second largest: at least two agree.
+                        "second" => {
+                            let mut w = v.clone();
+                            w.sort_by(|a, b| b.total_cmp(a));
+                            w.get(1).copied().unwrap_or(0.0)
+                        }
+                        _ => panic!("{how}"),
+                    };
+                    (c * 0.5).clamp(0.0, 1.0)
+                })
+                .collect()
+        })
+        .collect()
 }
 
 fn report(name: &str, files: &[File], scores: &[Vec<Vec<f64>>], op: f64) {
@@ -204,6 +248,118 @@ fn main() {
     if want("cad-nab") {
         let s: Vec<Vec<f64>> = files.iter().map(|f| cad(f, true, 0.0, 0.0)).collect();
         report("cad-ose --nab-range", &files, &[s], 0.75);
+    }
+    if want("cadb") || want("combo") || want("combo-sens") {
+        // CADB="rest:window:margin[:max_contexts:replay],..." — the first is the default for
+        // the combinations.
+        type Knobs = (f64, usize, f64, usize, usize);
+        let knobs: Vec<Knobs> = std::env::var("CADB")
+            .unwrap_or("30:256:1.0".into())
+            .split(',')
+            .map(|x| {
+                let p: Vec<&str> = x.split(':').collect();
+                let n = |i: usize| p.get(i).map_or(0, |v| v.parse().unwrap());
+                (
+                    p[0].parse().unwrap(),
+                    p[1].parse().unwrap(),
+                    p[2].parse().unwrap(),
+                    n(3),
+                    n(4),
+                )
+            })
+            .collect();
+        let s: Vec<Vec<Vec<f64>>> = knobs
+            .iter()
+            .map(|&(r, w, m, c, p)| {
+                files
+                    .iter()
+                    .map(|f| cad_buffered(f, r, w, m, (c, p)))
+                    .collect()
+            })
+            .collect();
+        for (k, x) in knobs.iter().zip(&s) {
+            report(
+                &format!("cad-ose buffered rest/window/margin {k:?}"),
+                &files,
+                std::slice::from_ref(x),
+                0.75,
+            );
+        }
+        if knobs.len() > 1 {
+            report("cad-ose buffered, knobs chosen per fold", &files, &s, 0.75);
+        }
+        if want("combo-sens") {
+            let combos: Vec<Vec<Vec<f64>>> = s
+                .iter()
+                .map(|c| combine(&[(c, 0.75), (&look, 0.6)], "max"))
+                .collect();
+            for (k, c) in knobs.iter().zip(&combos) {
+                report(
+                    &format!("max(cad {k:?}, lookout)"),
+                    &files,
+                    std::slice::from_ref(c),
+                    0.5,
+                );
+            }
+            report(
+                "max(cad, lookout), cad knobs chosen per fold",
+                &files,
+                &combos,
+                0.5,
+            );
+            // Memory of the context memory at the end of each file.
+            let (r, w, m, cap, replay) = knobs[0];
+            let mut bytes: Vec<(usize, usize, u64, String)> = files
+                .iter()
+                .map(|f| {
+                    let mut c = CadOse::buffered(r, w, m);
+                    if cap > 0 {
+                        c = c.bounded(cap, 120 * 1024, replay);
+                    }
+                    let mut most = 0;
+                    for &v in &f.vs {
+                        c.score(v);
+                        most = most.max(c.memory_bytes());
+                    }
+                    (most, c.contexts(), c.resets(), f.category.clone())
+                })
+                .collect();
+            bytes.sort();
+            let mean = bytes.iter().map(|b| b.0).sum::<usize>() / bytes.len();
+            println!(
+                "cad memory, largest over each file: mean {mean} B, median {:?}, max {:?}",
+                bytes[bytes.len() / 2],
+                bytes.last()
+            );
+        }
+        if want("combo") {
+            let lambda: f64 = std::env::var("LAMBDA").map_or(250.0, |v| v.parse().unwrap());
+            let b: Vec<Vec<f64>> = files.iter().map(|f| bocpd(f, lambda)).collect();
+            report(
+                &format!("bocpd lambda {lambda}"),
+                &files,
+                std::slice::from_ref(&b),
+                0.5,
+            );
+            let cad = &s[0];
+            for how in ["max", "mean"] {
+                let c = combine(&[(cad, 0.75), (&look, 0.6)], how);
+                report(&format!("{how}(cad buffered, lookout)"), &files, &[c], 0.5);
+                let c = combine(&[(cad, 0.75), (&b, 0.5)], how);
+                report(&format!("{how}(cad buffered, bocpd)"), &files, &[c], 0.5);
+                let c = combine(&[(&look, 0.6), (&b, 0.5)], how);
+                report(&format!("{how}(lookout, bocpd)"), &files, &[c], 0.5);
+            }
+            for how in ["max", "mean", "second"] {
+                let c = combine(&[(cad, 0.75), (&look, 0.6), (&b, 0.5)], how);
+                report(
+                    &format!("{how}(cad buffered, lookout, bocpd)"),
+                    &files,
+                    &[c],
+                    0.5,
+                );
+            }
+        }
     }
     if want("cad") || want("max") {
         let rests: Vec<(f64, f64)> = std::env::var("CAD")

@@ -74,6 +74,8 @@ fn eval_scores_every_file_causally_writes_plots_and_prints_nab() {
     }
     // The jump in art_daily_jumpsup is found in its window: the corpus beats the null detector.
     assert!(standard > 0.0, "{stdout}");
+    // The default is the daemon's detector, the ensemble.
+    assert!(stdout.contains("with detector ensemble"), "{stdout}");
     assert!(stdout.contains("operating threshold"), "{stdout}");
 
     let mut inputs = Vec::new();
@@ -268,8 +270,32 @@ fn eval_runs_cad_ose_causally_or_nab_way() {
         let s: f64 = row.rsplit(',').next().unwrap().parse().unwrap();
         assert!((0.0..=1.0).contains(&s), "{row}");
     }
+    // Causal CAD OSE fixes its range from the first 256 values: they score 0.
+    for row in a.lines().skip(1).take(256) {
+        assert!(row.ends_with(",0.000000"), "{row}");
+    }
     // --nab-range is refused for a causal-only detector: bad input, exit code 2.
     let (run, _tmp) = eval_fixtures(&["--nab-range"]);
     assert_eq!(run.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&run.stderr).contains("--nab-range"));
+}
+
+#[test]
+fn eval_runs_bayesian_change_point_detection() {
+    let (run, tmp) = eval_fixtures(&["--detector", "bocpd"]);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{stdout}");
+    assert!(stdout.contains("detector bocpd"), "{stdout}");
+    assert!(parse_nab_line(stdout.lines().last().unwrap_or("")).is_some());
+    // The jump of art_daily_jumpsup (a level change after a long run) is a change point:
+    // some row scores high, and every score is in [0, 1].
+    let file = "artificialWithAnomaly/art_daily_jumpsup.csv";
+    let scored = std::fs::read_to_string(tmp.path().join("out").join(file)).unwrap();
+    let scores: Vec<f64> = scored
+        .lines()
+        .skip(1)
+        .map(|r| r.rsplit(',').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(scores.iter().all(|s| (0.0..=1.0).contains(s)));
+    assert!(scores.iter().any(|&s| s >= 0.5), "no change point found");
 }

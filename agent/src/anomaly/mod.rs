@@ -18,8 +18,9 @@
 //! 21 h), so no series counts as anomalous, and
 //! no event starts, before the models have seen that much history.
 //!
-//! Memory: [`Watched::memory_bytes`] per series (the detector ≈ 5 KiB, fixed-size state),
-//! at most [`MEMORY_CAP`] (unit-tested), for at most [`MAX_SERIES`] series.
+//! Memory: [`Watched::memory_bytes`] per series (the ensemble detector: ≈ 5 KiB of deviation
+//! state plus CAD OSE's context memory, bounded at 144 KiB), at most [`MEMORY_CAP`]
+//! (unit-tested), for at most [`MAX_SERIES`] series.
 //!
 //! Training runs off the hot path: due jobs are collected after scoring and run on tokio's
 //! blocking pool, at most [`TRAININGS_PER_TICK`] per tick; their models are installed when
@@ -37,7 +38,13 @@ use tokio::task::JoinSet;
 /// values: the host rate sees series whose incidents start a bucket apart together).
 pub const HOLD_SECONDS: f32 = 2.0 * BUCKET_SECONDS as f32;
 /// Hard cap on the scorer's memory per watched series (detector, downsampler, bookkeeping).
-pub const MEMORY_CAP: usize = 16 * 1024;
+/// The ensemble's CAD OSE context memory is most of it (`CAD_MEMORY_CAP`, 144 KiB); the
+/// issue's target was 16 KiB, met by the deviation detector alone (`Method::Lookout`, ~5 KiB)
+/// and missed by the ensemble: see ARCHITECTURE.md ("Anomaly detector: the ensemble").
+pub const MEMORY_CAP: usize = 160 * 1024;
+/// Average memory per series on the unit test's mixed shapes (noise, a daily wave, a counter,
+/// steps): measured 73 KB.
+pub const MEMORY_AVERAGE: usize = 96 * 1024;
 /// The event starts when the rate stays at or above this ...
 pub const EVENT_ON: f64 = 0.10;
 /// ... for this many ticks,
@@ -108,7 +115,7 @@ pub struct Watched {
 impl Watched {
     fn new(kind: SeriesKind, bucket_seconds: f64) -> Self {
         Self {
-            detector: Detector::new(Method::Lookout, kind),
+            detector: Detector::new(Method::default(), kind),
             downsampler: Downsampler::new(bucket_seconds),
             last_t: f32::NEG_INFINITY,
             last_score: 0.0,
@@ -203,6 +210,7 @@ impl Scorer {
                 | RATE
                 | EVENT
                 | crate::timeout::names::SUSPECTS
+                | crate::timeout::names::UNSAMPLED_THREADS
                 | alerting::ALERTS_FIRING
                 | probes::THREAD_LIMIT
                 | probes::SYSTEM_THREAD_LIMIT
@@ -216,7 +224,8 @@ impl Scorer {
                 | alerting::SPOOL_DEPTH
                 | alerting::SPOOL_DISK_FAILING
                 | alerting::SPOOL_MEMORY_ONLY
-                | crate::http::serve::CONNECTIONS
+                | alerting::NOTIFICATIONS
+                | crate::http::names::CONNECTIONS
                 | lookout_cache::names::VERSION
                 | lookout_cache::names::BLOB_VERSION
                 | alerting::CACHE_CHECK_INTERVAL
@@ -247,7 +256,7 @@ impl Scorer {
             self.watched.remove(&key);
             self.score.remove(&[("metric", &key.to_string())]);
         }
-        let threshold = Method::Lookout.operating_threshold() as f32;
+        let threshold = Method::default().operating_threshold() as f32;
         let mut jobs = Vec::new();
         for key in keys {
             if !self.watched.contains_key(&key) {

@@ -369,6 +369,7 @@ impl Tracker {
         };
         // Redirects are never followed: a replica answering `302 Location: <anywhere>` would
         // otherwise make the agent fetch from any host its network identity reaches (SSRF).
+        lookout_common::install_tls_provider();
         let client = reqwest::Client::builder()
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())

@@ -8,8 +8,16 @@
 //! (another thread, a blocking pool) and hands the [`Model`] back with [`Detector::install`].
 //! The offline evaluation does the same thing inline, so it scores exactly like the daemon.
 //!
-//! Two methods:
-//! * [`Method::Lookout`] (the default, [`deviation`]): the largest of four normalised
+//! Methods:
+//! * [`Method::Ensemble`] (the default, the daemon's): ½·max(deviation / its threshold,
+//!   CAD OSE / its threshold), see [`ensemble`] and [`causal_cad`]: the deviation detector
+//!   below and a causal, bounded CAD OSE ([`cad_ose`]: range fixed from the first
+//!   [`CAD_WINDOW`] values widened by [`CAD_MARGIN`] × their span each side, at most
+//!   [`CAD_MAX_CONTEXTS`] contexts, [`CAD_MEMORY_CAP`] bytes). Chosen over the deviation
+//!   detector alone by leave-one-category-out cross-validation (ARCHITECTURE.md).
+//! * [`Method::CadOse`]: that CAD OSE alone; [`Method::Bocpd`]: NAB's Bayesian online
+//!   change-point detector ([`bocpd`]).
+//! * [`Method::Lookout`] ([`deviation`]): the largest of four normalised
 //!   deviations (level against the recent median, first difference, shape of the last smoothed
 //!   differences against linfa k-means centres, residual against the last two cycles of a
 //!   dominant period; for a strong cycle the seasonal residual alone), each divided by the top
@@ -33,8 +41,10 @@
 //! memory (~220 bytes), the context memory (2 × 512 bytes of bit sets and a few fields) and
 //! fixed state including the settings: about 5,000 bytes for `Lookout`, 4,900 bytes for
 //! `Netdata` with its 4 models (it carries the unused context memory) — both under the 8 KiB
-//! target.
+//! target. The ensemble adds CAD OSE's context memory, at most [`CAD_MEMORY_CAP`] (144 KiB;
+//! ~125 KB on a noisy series, less on a regular one); BOCPD adds 12 KB.
 
+pub mod bocpd;
 pub mod cad_ose;
 pub mod context;
 pub mod deviation;
@@ -108,12 +118,59 @@ impl Default for Params {
 /// Which detector.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Method {
-    #[default]
+    /// The deviation detector ([`deviation`]) alone (the default until the ensemble).
     Lookout,
     Netdata,
-    /// CAD OSE ([`cad_ose`]), causal (range learnt online); unbounded memory: offline only.
+    /// CAD OSE ([`cad_ose`]), causal: the range fixed from the first [`CAD_WINDOW`] values
+    /// widened by [`CAD_MARGIN`] × their span each side, memory bounded by
+    /// [`CAD_MAX_CONTEXTS`].
     CadOse,
+    /// The larger of the deviation score and the CAD OSE score, each divided by its own
+    /// operating threshold, halved (0.5 = one of them at its threshold). See [`ensemble`].
+    /// The default: the daemon's detector.
+    #[default]
+    Ensemble,
+    /// Bayesian online change-point detection ([`bocpd`]), NAB's `bayesChangePt`.
+    Bocpd,
 }
+
+/// CAD OSE's rest period in the ensemble and `cad-ose` (CAD OSE's own default).
+pub const CAD_REST: f64 = cad_ose::REST_PERIOD;
+/// Values that fix CAD OSE's range (the deviation model's maturity: the same warm-up).
+pub const CAD_WINDOW: usize = deviation::MATURE;
+/// Margin around the warm-up's span, as a share of it, each side.
+pub const CAD_MARGIN: f64 = 1.0;
+/// Contexts CAD OSE may hold before its memory restarts from the last [`CAD_REPLAY`] values.
+pub const CAD_MAX_CONTEXTS: usize = 512;
+/// Upper bound of [`causal_cad`]'s memory (unit-tested on the shapes that make the most
+/// contexts).
+pub const CAD_MEMORY_CAP: usize = 144 * 1024;
+/// Memory at which CAD OSE's memory restarts even below [`CAD_MAX_CONTEXTS`].
+pub const CAD_MAX_BYTES: usize = 120 * 1024;
+/// Values replayed into a restarted CAD OSE memory (and muted after it).
+pub const CAD_REPLAY: usize = 128;
+
+/// The bounded causal CAD OSE of [`Method::CadOse`] and [`Method::Ensemble`].
+pub fn causal_cad() -> cad_ose::CadOse {
+    cad_ose::CadOse::buffered(CAD_REST, CAD_WINDOW, CAD_MARGIN).bounded(
+        CAD_MAX_CONTEXTS,
+        CAD_MAX_BYTES,
+        CAD_REPLAY,
+    )
+}
+
+/// The ensemble's combination of a deviation score and a CAD OSE score.
+pub fn ensemble(deviation: f32, cad: f32) -> f32 {
+    let d = deviation / deviation::OPERATING_THRESHOLD as f32;
+    let c = cad / cad_ose::BASE_THRESHOLD as f32;
+    (0.5 * d.max(c)).clamp(0.0, 1.0)
+}
+
+/// Operating threshold of the ensemble: one part at its own threshold.
+pub const ENSEMBLE_THRESHOLD: f64 = 0.5;
+/// Operating threshold of BOCPD (NAB's detector scores 1 − r*/r*₋₁): what leave-one-
+/// category-out CV chose in every fold on the dev corpus (0.978–0.982).
+pub const BOCPD_THRESHOLD: f64 = 0.98;
 
 impl std::str::FromStr for Method {
     type Err = String;
@@ -122,8 +179,10 @@ impl std::str::FromStr for Method {
             "lookout" => Ok(Method::Lookout),
             "netdata" => Ok(Method::Netdata),
             "cad-ose" => Ok(Method::CadOse),
+            "ensemble" => Ok(Method::Ensemble),
+            "bocpd" => Ok(Method::Bocpd),
             other => Err(format!(
-                "unknown detector {other:?} (lookout, netdata or cad-ose)"
+                "unknown detector {other:?} (lookout, ensemble, netdata, cad-ose or bocpd)"
             )),
         }
     }
@@ -136,6 +195,8 @@ impl Method {
             Method::Lookout => deviation::OPERATING_THRESHOLD,
             Method::Netdata => netdata::OPERATING_THRESHOLD,
             Method::CadOse => cad_ose::BASE_THRESHOLD,
+            Method::Ensemble => ENSEMBLE_THRESHOLD,
+            Method::Bocpd => BOCPD_THRESHOLD,
         }
     }
 
@@ -144,6 +205,8 @@ impl Method {
             Method::Lookout => "lookout",
             Method::Netdata => "netdata",
             Method::CadOse => "cad-ose",
+            Method::Ensemble => "ensemble",
+            Method::Bocpd => "bocpd",
         }
     }
 }
@@ -167,10 +230,8 @@ impl TrainingJob {
     /// Fit the model (k-means and statistics over the history). Pure and deterministic.
     pub fn run(self) -> Model {
         match self.method {
-            Method::Lookout | Method::CadOse => {
-                Model::Deviation(deviation::train(&self.history, &self.params))
-            }
             Method::Netdata => Model::Netdata(netdata::train(&self.history)),
+            _ => Model::Deviation(deviation::train(&self.history, &self.params)),
         }
     }
 
@@ -202,8 +263,10 @@ pub struct Detector {
     netdata: netdata::Ensemble,
     novelty: novelty::Novelty,
     context: context::Context,
-    /// Only for [`Method::CadOse`].
+    /// Only for [`Method::CadOse`] and [`Method::Ensemble`].
     cad: Option<Box<cad_ose::CadOse>>,
+    /// Only for [`Method::Bocpd`].
+    bocpd: Option<Box<bocpd::Bocpd>>,
     params: Params,
     /// Highest score of the current alarm and the samples since it (refractory period).
     alarm_peak: f32,
@@ -232,8 +295,9 @@ impl Detector {
             netdata: netdata::Ensemble::default(),
             novelty: novelty::Novelty::default(),
             context: context::Context::default(),
-            cad: (method == Method::CadOse)
-                .then(|| Box::new(cad_ose::CadOse::causal(cad_ose::REST_PERIOD))),
+            cad: matches!(method, Method::CadOse | Method::Ensemble)
+                .then(|| Box::new(causal_cad())),
+            bocpd: (method == Method::Bocpd).then(|| Box::new(bocpd::Bocpd::default())),
             params,
             alarm_peak: 0.0,
             alarm_t: f64::NEG_INFINITY,
@@ -285,7 +349,7 @@ impl Detector {
         let shape_ready = self.run >= netdata::LAGS + 2;
         let shape = shape_ready.then_some(&self.lags);
         let score = match self.method {
-            Method::Lookout => match &self.deviation {
+            Method::Lookout | Method::Ensemble => match &self.deviation {
                 Some(m) => {
                     let history = &self.history;
                     let newest = history.len() - 1;
@@ -311,10 +375,19 @@ impl Detector {
                 None => 0.0,
             },
             Method::Netdata => self.netdata.score(shape),
-            Method::CadOse => self
-                .cad
+            Method::CadOse => 0.0,
+            Method::Bocpd => self
+                .bocpd
                 .as_mut()
-                .map_or(0.0, |c| c.score(f64::from(x)) as f32),
+                .map_or(0.0, |b| b.score(f64::from(x)) as f32),
+        };
+        let score = match (&mut self.cad, self.method) {
+            (Some(c), Method::CadOse) => c.score(f64::from(x)) as f32,
+            (Some(c), Method::Ensemble) => {
+                let cad = c.score(f64::from(x)) as f32;
+                ensemble(if score.is_finite() { score } else { 0.0 }, cad)
+            }
+            _ => score,
         };
         if score.is_finite() {
             score.clamp(0.0, 1.0)
@@ -348,13 +421,16 @@ impl Detector {
     /// Whether a (re)training is due: after the warm-up, then every [`RETRAIN_EVERY`]
     /// samples (more often while the history is still filling).
     pub fn training_due(&self) -> bool {
-        if self.training_pending || self.history.len() < WARMUP || self.method == Method::CadOse {
+        if self.training_pending
+            || self.history.len() < WARMUP
+            || matches!(self.method, Method::CadOse | Method::Bocpd)
+        {
             return false;
         }
         let trained = match self.method {
-            Method::Lookout => self.deviation.is_some(),
+            Method::Lookout | Method::Ensemble => self.deviation.is_some(),
             Method::Netdata => !self.netdata.is_empty(),
-            Method::CadOse => true,
+            Method::CadOse | Method::Bocpd => true,
         };
         let every = match self.method {
             Method::Netdata => netdata::RETRAIN_EVERY.min(self.history.len()),
@@ -369,7 +445,9 @@ impl Detector {
         self.training_pending = true;
         self.since_training = 0;
         let history = match self.method {
-            Method::Lookout | Method::CadOse => self.history.iter().copied().collect(),
+            Method::Lookout | Method::Ensemble | Method::CadOse | Method::Bocpd => {
+                self.history.iter().copied().collect()
+            }
             // Netdata trains each model on its own window: the samples since the last model.
             Method::Netdata => {
                 let n = self.history.len().min(netdata::TRAIN_WINDOW);
@@ -422,6 +500,7 @@ impl Detector {
             + self.netdata.heap_bytes()
             + self.deviation.as_ref().map_or(0, |m| m.heap_bytes())
             + self.cad.as_ref().map_or(0, |c| c.memory_bytes())
+            + self.bocpd.as_ref().map_or(0, |b| b.memory_bytes())
     }
 }
 
