@@ -158,6 +158,16 @@ impl Readiness {
             .insert(gate.into(), Some(reason.into()));
     }
 
+    /// Close a gate only if it was never seen: what a later config generation uses for a gate
+    /// the previous one already opened (a reload does not make the agent unready).
+    pub fn wait_for_first(&self, gate: &str, reason: impl Into<String>) {
+        self.gates
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(gate.into())
+            .or_insert_with(|| Some(reason.into()));
+    }
+
     /// Update the reason of a gate that is still closed (no-op once open or unknown).
     pub fn still_waiting(&self, gate: &str, reason: impl Into<String>) {
         let mut g = self.gates.lock().unwrap_or_else(|p| p.into_inner());

@@ -119,12 +119,20 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Dae
         guard: guard.clone(),
     });
     // Connections beyond what the fd budget leaves room for would fail at accept and starve
-    // everything else that needs an fd (caches, the sampler, probes).
+    // everything else that needs an fd (caches, the sampler, probes). The timeout sampler keeps
+    // two fds per thread it follows: it gets what connections and the reserve leave, and at
+    // least a quarter of what is above the reserve (connections get the rest), so that a
+    // service with thousands of threads cannot exhaust the agent, nor a low limit blind it.
+    let above_reserve = fds.saturating_sub(FD_RESERVE);
+    let sampler_fds = above_reserve
+        .saturating_sub(config.agent.max_connections as u64)
+        .max(above_reserve / 4);
+    crate::timeout::sampler::set_fd_budget(sampler_fds);
     let limits = crate::http::serve::Limits {
         max_connections: config
             .agent
             .max_connections
-            .min(fds.saturating_sub(FD_RESERVE) as usize)
+            .min(above_reserve.saturating_sub(sampler_fds) as usize)
             .max(16),
         header_timeout: config.agent.header_timeout.get(),
     };
@@ -287,7 +295,7 @@ fn load_token(guard: &crate::http::guard::Guard, config: &Config) -> Result<(), 
 fn spawn_connection_gauge(ctx: &Context, stats: Arc<crate::http::serve::ServerStats>) {
     let gauge = ctx.series.gauge(
         &ctx.meter,
-        crate::http::serve::CONNECTIONS,
+        crate::http::names::CONNECTIONS,
         "Open connections to the agent's HTTP API",
         "{connection}",
     );

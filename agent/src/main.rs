@@ -90,6 +90,8 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 }
 
 fn main() -> ExitCode {
+    // Before any HTTP client is built (reqwest has no crypto provider of its own here).
+    lookout_common::install_tls_provider();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -456,6 +456,7 @@ async fn serve_admin(replica: Arc<Replica>, listener: TcpListener) {
 
 /// Campaign in an etcd election through the JSON gateway; become the primary once elected.
 async fn campaign(replica: Arc<Replica>, endpoints: Vec<String>, election: String, ttl: i64) {
+    lookout_common::install_tls_provider();
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let name = B64.encode(election.as_bytes());
     let value = B64.encode(replica.url.as_bytes());

@@ -132,14 +132,43 @@ pub fn label<'a>(a: &'a Value, k: &str) -> &'a str {
 /// A private Alertmanager routing severity=page to `/page` and the rest to `/ticket`, with
 /// 1 s grouping so that tests see notifications within about a second.
 pub struct Alertmanager {
-    child: Child,
+    child: Option<Child>,
     pub port: u16,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
+    /// User and password of its basic auth, when it has one.
+    auth: Option<(String, String)>,
 }
 
 impl Alertmanager {
     pub fn start(port: u16, receiver: u16) -> Self {
+        Self::start_inner(port, receiver, None)
+    }
+
+    /// One that answers only requests with this basic auth (its `--web.config.file`; `hash`
+    /// is the bcrypt hash of `password`), 401 to the rest.
+    pub fn start_with_basic_auth(
+        port: u16,
+        receiver: u16,
+        user: &str,
+        password: &str,
+        hash: &str,
+    ) -> Self {
+        Self::start_inner(
+            port,
+            receiver,
+            Some((user.to_string(), password.to_string(), hash.to_string())),
+        )
+    }
+
+    fn start_inner(port: u16, receiver: u16, auth: Option<(String, String, String)>) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        if let Some((user, _, hash)) = &auth {
+            std::fs::write(
+                dir.path().join("web.yml"),
+                format!("basic_auth_users:\n  {user}: '{hash}'\n"),
+            )
+            .unwrap();
+        }
         let config = format!(
             r#"route:
   receiver: ticket
@@ -157,35 +186,80 @@ receivers:
     webhook_configs: [{{url: "http://127.0.0.1:{receiver}/ticket", send_resolved: true}}]
 "#
         );
-        let config_path = dir.path().join("am.yml");
-        std::fs::write(&config_path, config).unwrap();
-        let log = std::fs::File::create(dir.path().join("am.log")).unwrap();
-        let child = Command::new("prometheus-alertmanager")
-            .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!(
-                "--storage.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        std::fs::write(dir.path().join("am.yml"), config).unwrap();
+        let mut am = Alertmanager {
+            child: None,
+            port,
+            dir,
+            auth: auth.map(|(u, p, _)| (u, p)),
+        };
+        am.start_again();
+        am
+    }
+
+    /// Start it (again, after [`Alertmanager::stop`]) on its port and data dir: what it
+    /// persisted (its notification log) carries over, its alerts in memory do not.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let dir = self.dir.path();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("am.log"))
+            .unwrap();
+        let mut cmd = Command::new("prometheus-alertmanager");
+        if self.auth.is_some() {
+            cmd.arg(format!(
+                "--web.config.file={}",
+                dir.join("web.yml").display()
+            ));
+        }
+        let child = cmd
+            .arg(format!("--config.file={}", dir.join("am.yml").display()))
+            .arg(format!("--storage.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
             .arg("--cluster.listen-address=")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .expect("prometheus-alertmanager (tests/setup/servers.sh installs it)");
-        let am = Alertmanager {
-            child,
-            port,
-            _dir: dir,
-        };
+        self.child = Some(child);
         wait_for("Alertmanager ready", Duration::from_secs(30), || {
-            matches!(http_get(&am.url("/-/ready")), Some((200, _))).then_some(())
+            matches!(http_get(&self.url("/-/ready")), Some((200, _))).then_some(())
         });
-        am
     }
 
+    /// Freeze it (SIGSTOP): connections are still accepted by the kernel, nothing answers —
+    /// a hung Alertmanager. [`Alertmanager::resume`] lets it go on.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, sig: i32) {
+        if let Some(child) = &self.child {
+            unsafe { libc::kill(child.id() as i32, sig) };
+        }
+    }
+
+    /// Stop it cleanly (SIGTERM: it saves its notification log) and wait until it is gone.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let _ = child.wait();
+        }
+    }
+
+    /// A URL on it (with its credentials when it has basic auth).
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{}", self.port, path)
+        match &self.auth {
+            Some((u, p)) => format!("http://{u}:{p}@127.0.0.1:{}{}", self.port, path),
+            None => format!("http://127.0.0.1:{}{}", self.port, path),
+        }
     }
 
     /// Alerts Alertmanager holds (active ones; with `?active=false...` others).
@@ -198,8 +272,11 @@ receivers:
 
 impl Drop for Alertmanager {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.resume();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

@@ -96,6 +96,7 @@ pub fn http_get(url: &str) -> Option<(u16, String)> {
 
 /// A reqwest client for tests: no proxy, 10 s timeout.
 pub fn client() -> reqwest::Client {
+    lookout_common::install_tls_provider();
     reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(10))

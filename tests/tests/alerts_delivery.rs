@@ -5,7 +5,15 @@
 //!   resolutions included;
 //! - `data_dir` on a small tmpfs that turns read-only, then full, during an Alertmanager
 //!   outage: the alerts are still delivered when Alertmanager returns, and the disk failure
-//!   is itself alerted (LookoutAlertSpoolFailing), and resolves when the disk recovers.
+//!   is itself alerted (LookoutAlertSpoolFailing), and resolves when the disk recovers;
+//! - a clean stop (SIGTERM) while the Alertmanager is down, with firing alerts and a pending
+//!   resolution: after both restart, everything is delivered, nothing ended fires again;
+//! - a reload that lowers `spool_max`: exactly the excess goes (never a resolution), counted
+//!   and alerted, and everything arrives once an Alertmanager answers;
+//! - an Alertmanager with basic auth answering 401 to old credentials: the notice waits
+//!   until a reload fixes the password, and no password reaches a file or the log;
+//! - a hung Alertmanager (SIGSTOP): requests time out and are retried, the agent is not held
+//!   up, the resolution arrives when it wakes.
 //!
 //! CI-time knobs: `resend_interval = "1s"` (many re-sends in seconds), `keep_firing_for = "1s"`.
 
@@ -387,4 +395,474 @@ fn a_read_only_then_full_disk_during_an_outage_loses_nothing_and_is_alerted() {
     drop(am);
     drop(agent);
     drop(disk);
+}
+
+/// The notices waiting on disk, as JSON, over every queue.
+fn queued_notices(data_dir: &Path) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for q in std::fs::read_dir(data_dir.join("alerts/spool"))
+        .unwrap()
+        .flatten()
+    {
+        for f in std::fs::read_dir(q.path()).into_iter().flatten().flatten() {
+            if f.path().extension().is_some_and(|x| x == "json") {
+                let bytes = std::fs::read(f.path()).unwrap();
+                out.push(
+                    serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()["notice"].clone(),
+                );
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_clean_stop_while_the_alertmanager_is_down_loses_nothing() {
+    let receiver = Receiver::start();
+    let mut am = Alertmanager::start(free_port(), receiver.port);
+    let (_stays, stays_re) = Sleeper::start("71");
+    let (ends, ends_re) = Sleeper::start("72");
+    let late_re = Sleeper::pattern("73");
+    let mut agent = Agent::start(&format!(
+        "{}{}{}{}",
+        stuck_service("stays", &stays_re, ""),
+        stuck_service("ends", &ends_re, ""),
+        stuck_service("late", &late_re, ""),
+        alerts_section(&[am.port], "")
+    ));
+    let data_dir = agent.dir.path().join("data");
+    let has = |status: &str, svc: &str| {
+        receiver.alerts().iter().any(|r| {
+            r.label("alertname") == "ServiceStuckInitializing"
+                && r.label("service") == svc
+                && r.status == status
+        })
+    };
+    wait_for("stays and ends paged", Duration::from_secs(30), || {
+        (has("firing", "stays") && has("firing", "ends")).then_some(())
+    });
+
+    // Alertmanager goes down. Meanwhile `ends` ends (its resolution waits) and `late` starts
+    // and fires (its firing waits); then the agent is stopped cleanly, which resolves what
+    // still fires. Nothing answers: it all stays in the spool, one notice per alert.
+    am.stop();
+    drop(ends);
+    let (_late, _) = Sleeper::start("73");
+    let active = |agent: &Agent| -> Vec<String> {
+        agent
+            .get("/api/v1/alerts")
+            .and_then(|(_, b)| serde_json::from_str::<Vec<serde_json::Value>>(&b).ok())
+            .unwrap_or_default()
+            .iter()
+            .map(|a| label(a, "service").to_string())
+            .collect()
+    };
+    wait_for(
+        "late firing, ends resolved",
+        Duration::from_secs(20),
+        || (active(&agent) == ["late", "stays"]).then_some(()),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let stopping = Instant::now();
+    agent.signal(libc::SIGTERM);
+    let status = agent.child.wait().unwrap();
+    assert!(status.success(), "{status:?}\n{}", agent.log());
+    assert!(
+        stopping.elapsed() < Duration::from_secs(10),
+        "a dead Alertmanager held up the stop for {:?}",
+        stopping.elapsed()
+    );
+    let mut queued: Vec<(String, bool)> = queued_notices(&data_dir)
+        .iter()
+        .map(|n| (label(n, "service").to_string(), n.get("endsAt").is_some()))
+        .collect();
+    queued.sort();
+    assert_eq!(
+        queued,
+        [
+            ("ends".to_string(), true),
+            ("late".to_string(), true),
+            ("stays".to_string(), true)
+        ],
+        "the spool after the stop: every alert's resolution, once"
+    );
+
+    // Alertmanager returns, then the agent (same data dir and config).
+    am.start_again();
+    let back = Instant::now();
+    let dir = std::mem::replace(&mut agent.dir, tempfile::tempdir().unwrap());
+    let (port, config_path) = (agent.port, agent.config_path.clone());
+    drop(agent);
+    let agent = Agent::spawn(dir, port, config_path, &[]);
+    agent.wait_ready(Duration::from_secs(30));
+
+    // Everything delivered: the resolutions (`ends`, paged before the outage, is resolved at
+    // the receiver), and what still holds (`stays`, and `late`, which Alertmanager never saw
+    // before) fires again, one alert each.
+    wait_for(
+        "the resolutions delivered after the restarts",
+        Duration::from_secs(30),
+        || {
+            let am_metrics = lookout_e2e::http_get(&am.url("/metrics"))?.1;
+            let resolved = metric_value(
+                &am_metrics,
+                "alertmanager_alerts_received_total",
+                &[("status", "resolved"), ("version", "v2")],
+            )?;
+            (resolved >= 2.0
+                && receiver
+                    .find(
+                        back,
+                        "ServiceStuckInitializing",
+                        "resolved",
+                        &[("service", "ends")],
+                    )
+                    .is_some())
+            .then_some(())
+        },
+    );
+    wait_for(
+        "stays and late firing at Alertmanager",
+        Duration::from_secs(30),
+        || {
+            let held: Vec<String> = am
+                .alerts()
+                .iter()
+                .filter(|a| a["status"]["state"] == "active")
+                .map(|a| label(a, "service").to_string())
+                .collect();
+            (held == ["late", "stays"]).then_some(())
+        },
+    );
+    eprintln!(
+        "figure: spooled resolutions delivered {:.1} s after Alertmanager and the agent restarted",
+        back.elapsed().as_secs_f64()
+    );
+    // No outdated state: `ends` never fired again after its resolution.
+    let ends_resolved = receiver
+        .find(
+            back,
+            "ServiceStuckInitializing",
+            "resolved",
+            &[("service", "ends")],
+        )
+        .unwrap()
+        .at;
+    assert!(
+        !receiver
+            .alerts()
+            .iter()
+            .any(|r| r.at >= ends_resolved && r.status == "firing" && r.label("service") == "ends"),
+        "ends fired again after its resolution"
+    );
+    wait_for("spool drained", Duration::from_secs(20), || {
+        (metric(&agent, "lookout_alert_spool_depth") == 0.0).then_some(())
+    });
+}
+
+#[test]
+fn a_reload_that_lowers_spool_max_drops_only_what_the_new_bound_says_and_alerts() {
+    let am_port = free_port();
+    let (_a, a_re) = Sleeper::start("81");
+    let (_b, b_re) = Sleeper::start("82");
+    let (c, c_re) = Sleeper::start("83");
+    let services = format!(
+        "{}{}{}",
+        stuck_service("a", &a_re, ""),
+        stuck_service("b", &b_re, ""),
+        stuck_service("c", &c_re, ""),
+    );
+    let bound = |max: usize| {
+        let alerts = alerts_section(&[am_port], "").replacen(
+            "resend_interval",
+            &format!("spool_max = {max}\nresend_interval"),
+            1,
+        );
+        format!("{services}{alerts}")
+    };
+    let agent = Agent::start(&bound(10));
+    // No Alertmanager yet: a and b fire, c fires and resolves; the queue holds their latest
+    // notices, the resolution included.
+    let active = |agent: &Agent| -> Vec<String> {
+        agent
+            .get("/api/v1/alerts")
+            .and_then(|(_, b)| serde_json::from_str::<Vec<serde_json::Value>>(&b).ok())
+            .unwrap_or_default()
+            .iter()
+            .map(|a| format!("{}/{}", label(a, "alertname"), label(a, "service")))
+            .collect()
+    };
+    wait_for("a, b, c firing", Duration::from_secs(30), || {
+        (active(&agent).len() == 3).then_some(())
+    });
+    drop(c);
+    wait_for("c's resolution queued", Duration::from_secs(20), || {
+        (active(&agent).len() == 2 && metric(&agent, "lookout_alert_spool_depth") == 3.0)
+            .then_some(())
+    });
+    assert_eq!(
+        metric_value(
+            &agent.metrics(),
+            "lookout_alert_notifications_total",
+            &[("outcome", "dropped")]
+        ),
+        Some(0.0)
+    );
+
+    // The bound goes down to 2 by a reload: the queue holds 2 at once (not fewer: nothing
+    // beyond what the bound says), c's resolution among them; the drops are counted and
+    // alerted.
+    agent.rewrite_config(&format!(
+        "[agent]\nlisten = \"127.0.0.1:{}\"\ninterval = \"1s\"\ndata_dir = \"{}\"\nhost = \"test-host\"\n\n{}",
+        agent.port,
+        agent.dir.path().join("data").display(),
+        bound(2)
+    ));
+    agent.signal(libc::SIGHUP);
+    wait_for("the new bound applied", Duration::from_secs(10), || {
+        (metric(&agent, "lookout_alert_spool_depth") == 2.0).then_some(())
+    });
+    let data_dir = agent.dir.path().join("data");
+    for _ in 0..5 {
+        assert_eq!(metric(&agent, "lookout_alert_spool_depth"), 2.0);
+        let queued = queued_notices(&data_dir);
+        assert!(
+            queued
+                .iter()
+                .any(|n| label(n, "service") == "c" && n.get("endsAt").is_some()),
+            "c's resolution dropped: {queued:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let dropped = metric_value(
+        &agent.metrics(),
+        "lookout_alert_notifications_total",
+        &[("outcome", "dropped")],
+    )
+    .unwrap();
+    assert!(dropped >= 1.0, "dropped {dropped}");
+    wait_for(
+        "LookoutAlertSpoolFailing at the agent",
+        Duration::from_secs(10),
+        || {
+            let (_, body) = agent.get("/api/v1/alerts")?;
+            body.contains("LookoutAlertSpoolFailing")
+                .then_some(body)
+                .filter(|b| b.contains("at its bound"))
+        },
+    );
+
+    // Alertmanager comes up: the resolution and every alert that still fires arrive (a
+    // dropped firing notice is queued again at its next resend).
+    let receiver = Receiver::start();
+    let am = Alertmanager::start(am_port, receiver.port);
+    wait_for(
+        "every alert's latest state at Alertmanager",
+        Duration::from_secs(30),
+        || {
+            let mut active: Vec<String> = am
+                .alerts()
+                .iter()
+                .filter(|a| a["status"]["state"] == "active")
+                .map(|a| format!("{}/{}", label(a, "alertname"), label(a, "service")))
+                .collect();
+            active.sort();
+            let am_metrics = lookout_e2e::http_get(&am.url("/metrics"))?.1;
+            let resolved = metric_value(
+                &am_metrics,
+                "alertmanager_alerts_received_total",
+                &[("status", "resolved"), ("version", "v2")],
+            )?;
+            (resolved >= 1.0
+                && active
+                    == [
+                        "LookoutAlertSpoolFailing/",
+                        "ServiceStuckInitializing/a",
+                        "ServiceStuckInitializing/b",
+                    ])
+            .then_some(())
+        },
+    );
+}
+
+/// bcrypt (cost 4) of [`PASSWORD`], for Alertmanager's `basic_auth_users`.
+const PASSWORD_HASH: &str = "$2b$04$zy9YQtB/ke6KFScS5yapFu0dAYHYzW2UnrrpO2uTIdw36ot.hqxoy";
+const PASSWORD: &str = "s3cr3t-pass";
+
+/// Every file under `dir`, names and contents, as text.
+fn everything_under(dir: &Path) -> String {
+    let mut out = String::new();
+    for e in walk(dir) {
+        out.push_str(&e.display().to_string());
+        out.push('\n');
+        if e.is_file() {
+            out.push_str(&String::from_utf8_lossy(
+                &std::fs::read(&e).unwrap_or_default(),
+            ));
+        }
+    }
+    out
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        }
+        out.push(p);
+    }
+    out
+}
+
+#[test]
+fn a_401_waits_in_the_spool_until_the_credentials_are_fixed_and_never_leaks_them() {
+    let receiver = Receiver::start();
+    let am = Alertmanager::start_with_basic_auth(
+        free_port(),
+        receiver.port,
+        "lookout",
+        PASSWORD,
+        PASSWORD_HASH,
+    );
+    let (_s, s_re) = Sleeper::start("91");
+    let target = |password: &str| format!("http://lookout:{password}@127.0.0.1:{}", am.port);
+    let config = |password: &str| {
+        format!(
+            "{}{}",
+            stuck_service("behind-auth", &s_re, ""),
+            // A long resend: what arrives after the fix comes from the queue, not a re-send.
+            alerts_section(&[am.port], "")
+                .replace("resend_interval = \"1s\"", "resend_interval = \"60s\"")
+                .replace(
+                    &format!("\"http://127.0.0.1:{}\"", am.port),
+                    &format!("\"{}\"", target(password))
+                )
+        )
+    };
+    // Credentials being rotated: the agent still has the old password. Alertmanager answers
+    // 401; the notice waits (retried), it is not dropped.
+    let agent = Agent::start(&config("old-pass"));
+    let data_dir = agent.dir.path().join("data");
+    wait_for("401s retried", Duration::from_secs(30), || {
+        let m = agent.metrics();
+        (metric_value(
+            &m,
+            "lookout_alert_notifications_total",
+            &[("outcome", "failed")],
+        )? >= 3.0
+            && metric(&agent, "lookout_alert_spool_depth") == 1.0)
+            .then_some(())
+    });
+    assert!(agent.log().contains("401"), "{}", agent.log());
+    assert_eq!(
+        metric_value(
+            &agent.metrics(),
+            "lookout_alert_notifications_total",
+            &[("outcome", "rejected")]
+        ),
+        Some(0.0)
+    );
+    assert!(am.alerts().is_empty(), "{:?}", am.alerts());
+    let starts = {
+        let (_, body) = agent.get("/api/v1/alerts").unwrap();
+        let list: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+        list[0]["startsAt"].as_str().unwrap().to_string()
+    };
+
+    // The password fixed by a reload: the same Alertmanager, its queue carried over, so the
+    // alert arrives with its original startsAt at once (not only at its next resend).
+    agent.rewrite_config(&format!(
+        "[agent]\nlisten = \"127.0.0.1:{}\"\ninterval = \"1s\"\ndata_dir = \"{}\"\nhost = \"test-host\"\n\n{}",
+        agent.port,
+        data_dir.display(),
+        config(PASSWORD)
+    ));
+    agent.signal(libc::SIGHUP);
+    let got = wait_for("the alert at the receiver", Duration::from_secs(20), || {
+        receiver.find(
+            receiver.started,
+            "ServiceStuckInitializing",
+            "firing",
+            &[("service", "behind-auth")],
+        )
+    });
+    assert_eq!(got.alert["startsAt"].as_str().unwrap()[..19], starts[..19]);
+
+    // Neither password in any file name or content under data_dir, nor in the log.
+    let files = everything_under(&data_dir);
+    let log = agent.log();
+    for secret in ["old-pass", PASSWORD] {
+        assert!(!files.contains(secret), "{secret} under data_dir:\n{files}");
+        assert!(!log.contains(secret), "{secret} in the log");
+    }
+    for p in walk(&data_dir.join("alerts")) {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        let want = if p.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(mode, want, "{}", p.display());
+    }
+}
+
+#[test]
+fn a_hung_alertmanager_times_out_and_gets_the_resolution_when_it_wakes() {
+    let receiver = Receiver::start();
+    let am = Alertmanager::start(free_port(), receiver.port);
+    let (s, s_re) = Sleeper::start("95");
+    let agent = Agent::start(&format!(
+        "{}{}",
+        stuck_service("hung-am", &s_re, ""),
+        alerts_section(&[am.port], "")
+    ));
+    let subject = [("service", "hung-am")];
+    wait_for("paged", Duration::from_secs(30), || {
+        receiver.find(
+            receiver.started,
+            "ServiceStuckInitializing",
+            "firing",
+            &subject,
+        )
+    });
+    // Alertmanager hangs (accepts, never answers); the service ends meanwhile.
+    am.pause();
+    let failed = |agent: &Agent| {
+        metric_value(
+            &agent.metrics(),
+            "lookout_alert_notifications_total",
+            &[("outcome", "failed")],
+        )
+        .unwrap_or(0.0)
+    };
+    let failed_before = failed(&agent);
+    drop(s);
+    wait_for(
+        "a request timed out (10 s) and the resolution waits",
+        Duration::from_secs(30),
+        || (failed(&agent) > failed_before).then_some(()),
+    );
+    // The agent is not held up by it: it answers, and its alert is resolved locally.
+    let (status, body) = agent.get("/api/v1/alerts").unwrap();
+    assert_eq!(status, 200);
+    assert!(!body.contains("hung-am"), "{body}");
+    assert!(metric(&agent, "lookout_alert_spool_depth") >= 1.0);
+    let woke = Instant::now();
+    am.resume();
+    wait_for(
+        "the resolution once Alertmanager wakes",
+        Duration::from_secs(20),
+        || receiver.find(woke, "ServiceStuckInitializing", "resolved", &subject),
+    );
+    // Requests the hung Alertmanager had accepted are processed when it wakes, possibly after
+    // the resolution; the resolution's re-sends settle it: not active there.
+    wait_for(
+        "not active at Alertmanager",
+        Duration::from_secs(20),
+        || {
+            (!am.alerts()
+                .iter()
+                .any(|a| label(a, "service") == "hung-am" && a["status"]["state"] == "active"))
+            .then_some(())
+        },
+    );
 }

@@ -1,7 +1,8 @@
 //! Every way an alert can end sends its resolution at once, through a real Alertmanager to a
 //! webhook receiver: the watched process ends; a reload (SIGHUP) removes a service, renames
-//! one, disables a rule, removes a cache and a tracker; the agent stops (SIGTERM); and a
-//! restarted agent resolves what it had firing that no longer holds.
+//! one, disables a rule, removes a cache and a tracker, disables a detector (the timeout
+//! detector, on a real stuck client); the agent stops (SIGTERM); and a restarted agent
+//! resolves what it had firing that no longer holds.
 //!
 //! "At once" is checked as: the resolution is at the receiver within one resend interval
 //! ([`RESEND`]) of the ending. The alerts' own `keep_firing_for` are left at their defaults
@@ -49,7 +50,12 @@ fn wait_firing(receiver: &Receiver, name: &str, subject: &[(&str, &str)]) {
 }
 
 /// Wait (at most one resend interval after `since`) for its resolution at the receiver.
-fn wait_resolved(receiver: &Receiver, since: Instant, name: &str, subject: &[(&str, &str)]) {
+fn wait_resolved(
+    receiver: &Receiver,
+    since: Instant,
+    name: &str,
+    subject: &[(&str, &str)],
+) -> Instant {
     let got = wait_for(
         &format!("{name} {subject:?} resolved at the receiver"),
         RESEND + Duration::from_secs(5),
@@ -61,6 +67,7 @@ fn wait_resolved(receiver: &Receiver, since: Instant, name: &str, subject: &[(&s
         took <= RESEND,
         "{name} {subject:?}: resolution took {took:?}, more than one resend interval"
     );
+    got.at
 }
 
 #[test]
@@ -260,4 +267,70 @@ fn a_restarted_agent_resolves_what_no_longer_holds() {
         .count();
     assert_eq!(held, 1);
     drop(agent);
+}
+
+/// The `[agent]` table of a rewritten config: the same listen port, data dir and host.
+fn agent_table(agent: &Agent) -> String {
+    format!(
+        "[agent]\nlisten = \"127.0.0.1:{}\"\ninterval = \"1s\"\ndata_dir = \"{}\"\nhost = \"test-host\"\n\n",
+        agent.port,
+        agent.dir.path().join("data").display()
+    )
+}
+
+#[test]
+fn a_reload_that_disables_the_detector_resolves_its_alert_at_once() {
+    let receiver = Receiver::start();
+    let am = Alertmanager::start(free_port(), receiver.port);
+    // A real timeout bug: a client waiting with no timeout on a peer (the test) that accepted
+    // its connection and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let clients = lookout_e2e::repo_root().join("tests/scenarios/clients.py");
+    let _client = lookout_e2e::KillOnDrop(
+        std::process::Command::new("python3")
+            .arg(&clients)
+            .args(["no-timeout", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let (_conn, _) = listener.accept().unwrap();
+    let config = |timeout_on: bool| {
+        format!(
+            "[[service]]\nname = \"stuck-client\"\nmatch = {{ cmdline = \"clients\\\\.py no-timeout {port}$\" }}\n\n\
+             [detectors.timeout]\nenabled = {timeout_on}\nquiet_period = \"2s\"\n{}",
+            alerts_section(
+                am.port,
+                "[alerts.rules.TimeoutBugSuspected]\nfor = \"1s\"\n"
+            )
+        )
+    };
+    let agent = Agent::start(&config(true));
+    let subject = [("service", "stuck-client")];
+    wait_firing(&receiver, "TimeoutBugSuspected", &subject);
+
+    // The reload turns the timeout detector off: its alert resolves now, not after its
+    // keep_firing_for (2 min) — the client is still stuck, so only the reload can end it.
+    agent.rewrite_config(&format!("{}{}", agent_table(&agent), config(false)));
+    let reloaded = Instant::now();
+    agent.signal(libc::SIGHUP);
+    let resolved = wait_resolved(&receiver, reloaded, "TimeoutBugSuspected", &subject);
+    // And it stays resolved: the stale suspects series do not raise it again.
+    std::thread::sleep(RESEND + Duration::from_secs(1));
+    let (_, body) = agent.get("/api/v1/alerts").unwrap();
+    assert!(!body.contains("TimeoutBugSuspected"), "{body}");
+    assert!(
+        receiver
+            .find(resolved, "TimeoutBugSuspected", "firing", &subject)
+            .is_none(),
+        "raised again after the reload"
+    );
+    assert!(
+        !am.alerts().iter().any(|a| {
+            a["labels"]["alertname"] == "TimeoutBugSuspected" && a["status"]["state"] == "active"
+        }),
+        "still active at Alertmanager: {:?}",
+        am.alerts()
+    );
 }

@@ -282,6 +282,7 @@ fn the_proxy_follows_no_redirect_and_no_foreign_primary() {
         (get_with(&a.url("/v1/primary/svc"), &auth).0 == 200).then_some(())
     });
 
+    lookout_common::install_tls_provider();
     let no_redirects = reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())

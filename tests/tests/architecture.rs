@@ -8,6 +8,9 @@
 //! 2. `lookout-detectors` stays pure: no async runtime, no network, no file-system crates.
 //! 3. Inside the agent, nothing imports the daemon (only `main.rs` calls it), and the modules
 //!    under `agent/src` form no import cycle — read from the `crate::` paths of every file.
+//! 4. The probes' parsers (`agent/src/probes/parse/`) are pure: text in, values out — no
+//!    file system, process, network or clock, their tests included (they read the fixtures
+//!    with `include_str!`). The collectors do the reading, through their `ProcRoot`.
 
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -280,5 +283,76 @@ fn agent_modules_import_no_daemon_and_form_no_cycle() {
         edges
             .get("components")
             .is_some_and(|t| t.contains("alerting"))
+    );
+}
+
+/// What a pure parser may not name: the ways Rust code reaches the file system, processes,
+/// the network or the clock.
+const NOT_IN_PARSERS: &[&str] = &[
+    "std::fs",
+    "fs::",
+    "File::",
+    "tokio",
+    "std::process",
+    "std::net",
+    "std::env",
+    "read_dir",
+    "read_to_string",
+    "Instant",
+    "SystemTime",
+    "ProcRoot",
+    "Process::",
+    "procfs::process::",
+    "all_processes",
+    "page_size()",
+    "ticks_per_second()",
+    "libc::",
+    // procfs's own readers (its `Current`/`FromRead` traits open the real /proc).
+    "from_file",
+    "current()",
+    "current_with_system_info",
+];
+
+/// Whether `code` names `word` as a path of its own: not `procfs::` for `fs::`.
+fn names(code: &str, word: &str) -> bool {
+    code.match_indices(word).any(|(i, _)| {
+        !code[..i]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_alphanumeric() || c == '_')
+    })
+}
+
+#[test]
+fn probe_parsers_do_no_io() {
+    let dir = lookout_e2e::repo_root().join("agent/src/probes/parse");
+    let mut checked = 0;
+    let mut found = Vec::new();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_none_or(|x| x != "rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            for word in NOT_IN_PARSERS {
+                if names(code, word) {
+                    found.push(format!("{}:{}: {word}", path.display(), n + 1));
+                }
+            }
+        }
+        checked += 1;
+    }
+    assert!(
+        found.is_empty(),
+        "the probes' parsers must stay pure (see ARCHITECTURE.md); I/O belongs in the collectors:\n{}",
+        found.join("\n")
+    );
+    // The rule is not vacuous: the parsers were read.
+    assert!(
+        checked >= 5,
+        "only {checked} parser files under {}",
+        dir.display()
     );
 }

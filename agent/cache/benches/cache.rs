@@ -201,6 +201,7 @@ async fn create_container(port: u16, name: &str) {
         &b64.decode(AZ_KEY).unwrap(),
         to_sign.as_bytes(),
     ));
+    lookout_common::install_tls_provider();
     let _ = reqwest::Client::builder()
         .no_proxy()
         .build()

@@ -302,6 +302,7 @@ pub fn open(
                 .map(|(k, v)| (k.to_ascii_lowercase(), v))
                 .collect();
             opts.extend(options.iter().map(|(k, v)| (k.clone(), v.clone())));
+            lookout_common::install_tls_provider();
             let (store, prefix) = object_store::parse_url_opts(&parsed, opts)
                 .map_err(|e| config_err(e.to_string()))?;
             Ok(Arc::new(ObjectStoreBlob::new(

@@ -57,7 +57,25 @@ pub fn save(dir: &Path, snap: &Snapshot) -> std::io::Result<()> {
         f.write_all(&header)?;
         f.write_all(b"\n")?;
         f.write_all(&snap.bytes)
-    })
+    })?;
+    // The rename is durable only once the directory entry is: without this a power cut can
+    // bring back the previous snapshot, a lower version than one already served.
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Remove the snapshot under `dir` (after a failed save, so that a restart cannot serve a
+/// version lower than one served since). Nothing there is success.
+pub fn discard(dir: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(snapshot_path(dir)) {
+        Ok(()) => Ok(()),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                || e.kind() == std::io::ErrorKind::NotADirectory =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Read and verify the snapshot under `dir`. `Ok(None)` when there is none; `Err` (with a

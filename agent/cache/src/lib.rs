@@ -60,7 +60,7 @@ mod tests;
 use arc_swap::ArcSwapOption;
 use blob::{BlobError, BlobStore, Fetched, PutCondition, PutOutcome, Tag};
 use bytes::Bytes;
-use manifest::{Claim, DataRef, Manifest, ManifestError};
+use manifest::{Claim, DataRef, Manifest, ManifestError, is_sha256_hex};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, Meter};
 use sha2::{Digest, Sha256};
@@ -118,6 +118,8 @@ pub enum CacheError {
     NoManifest,
     #[error("version {0} is the last one a u64 holds: nothing can be published above it")]
     VersionExhausted(u64),
+    #[error("cannot write the local snapshot: {0}")]
+    Disk(String),
 }
 
 impl CacheError {
@@ -134,6 +136,7 @@ impl CacheError {
             CacheError::Source(_) => "source",
             CacheError::NoVersion | CacheError::NoManifest => "blob",
             CacheError::VersionExhausted(_) => "format",
+            CacheError::Disk(_) => "disk",
         }
     }
 }
@@ -277,6 +280,10 @@ pub struct CacheStatus {
     pub source_loads: BTreeMap<&'static str, u64>,
     /// Errors by [`CacheError::kind`].
     pub errors: BTreeMap<&'static str, u64>,
+    /// Whether the last write of the on-disk snapshot succeeded; `None` before the first one
+    /// (or with no `local_dir`). While it fails, a restart may come up with nothing to serve
+    /// until the blob tier answers.
+    pub local_save_ok: Option<bool>,
 }
 
 /// How many events wait for a slow subscriber before it misses some (it then re-reads
@@ -298,6 +305,7 @@ struct Metrics {
     blob_version: AtomicU64,
     lag: AtomicU64,
     blob_up: AtomicU8,
+    local_save: AtomicU8,
     /// The latest duration of each refresh phase, for benches and troubleshooting.
     last_phase: Mutex<HashMap<&'static str, Duration>>,
     events: tokio::sync::broadcast::Sender<CacheEvent>,
@@ -324,6 +332,7 @@ impl Metrics {
             blob_version: AtomicU64::new(UNSET),
             lag: AtomicU64::new(UNSET),
             blob_up: AtomicU8::new(BLOB_UNKNOWN),
+            local_save: AtomicU8::new(BLOB_UNKNOWN),
             last_phase: Mutex::new(HashMap::new()),
             events: tokio::sync::broadcast::channel(EVENT_BUFFER).0,
         }
@@ -404,6 +413,20 @@ impl Cache {
         })
     }
 
+    /// Start from what `previous` serves (the same cache of the configuration being replaced on
+    /// a reload): no reload drops the memory tier or re-reads the disk, and readiness needs no
+    /// new load. Only before [`Cache::run`]; never lowers the version.
+    pub fn adopt(&self, previous: &Cache) {
+        if let Some(snap) = previous.get()
+            && self.get().is_none_or(|c| c.version < snap.version)
+        {
+            self.current.store(Some(snap));
+        }
+        if previous.metrics.local_save.load(ORDER) == BLOB_DOWN {
+            self.metrics.local_save.store(BLOB_DOWN, ORDER);
+        }
+    }
+
     /// Events from now on (see [`CacheEvent`]).
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<CacheEvent> {
         self.metrics.events.subscribe()
@@ -437,6 +460,11 @@ impl Cache {
             },
             source_loads: pick(names::SOURCE_LOADS),
             errors: pick(names::ERRORS),
+            local_save_ok: match self.metrics.local_save.load(ORDER) {
+                BLOB_UP => Some(true),
+                BLOB_DOWN => Some(false),
+                _ => None,
+            },
         }
     }
 
@@ -571,25 +599,45 @@ impl Cache {
                 Some(m)
             }
         };
+        // The manifest may be behind what was published (restored from a backup, rolled back)
+        // or gone (wiped): the version markers are the record of every version taken. One
+        // more read when the manifest is there: the marker above it, normally absent.
+        let above = match &manifest {
+            Some(m) => match m.version.checked_add(1) {
+                Some(next) => self.marker(next).await?.is_some(),
+                None => false,
+            },
+            None => true,
+        };
+        let mut needed: Option<(u64, DataRef)> = manifest
+            .as_ref()
+            .and_then(|m| m.data.clone().map(|d| (m.version, d)));
+        if above
+            && let Some((v, d)) = self.highest_marker().await?
+            && is_sha256_hex(&d.sha256)
+            && needed.as_ref().is_none_or(|(nv, _)| v > *nv)
+        {
+            needed = Some((v, d));
+        }
         let current = self.get();
-        let needed = match manifest {
-            // No manifest (never published, or wiped): the blob tier cannot confirm that what
-            // this agent holds is the newest; answering from local state would not be strong.
-            None => return Err(CacheError::NoManifest),
-            Some(m) => m,
+        tracing::debug!(cache = %self.opts.name, manifest = ?manifest.as_ref().map(|m| m.version), above, needed = ?needed.as_ref().map(|n| n.0), current = ?current.as_ref().map(|c| c.version), "strong read");
+        let (version, data) = match (needed, manifest) {
+            (Some(n), _) => n,
+            // Nothing published yet.
+            (None, Some(_)) => return current.ok_or(CacheError::NoVersion),
+            // No manifest and no marker: the blob tier cannot confirm that what this agent
+            // holds is the newest; answering from local state would not be strong.
+            (None, None) => return Err(CacheError::NoManifest),
         };
         if let Some(cur) = &current
-            && cur.version >= needed.version
+            && cur.version >= version
         {
             self.mark_validated();
             return Ok(cur.clone());
         }
-        let Some(data) = &needed.data else {
-            return current.ok_or(CacheError::NoVersion);
-        };
-        let bytes = self.fetch_verified(data).await?;
+        let bytes = self.fetch_verified(&data).await?;
         let snap = Arc::new(Snapshot {
-            version: needed.version,
+            version,
             sha256: data.sha256.clone(),
             bytes,
         });
@@ -668,20 +716,17 @@ impl Cache {
         {
             return false;
         }
-        if let Some(dir) = &self.opts.local_dir {
-            let dir = dir.clone();
-            let to_save = snap.clone();
-            let saved = tokio::task::spawn_blocking(move || disk::save(&dir, &to_save)).await;
-            match saved {
-                Ok(Ok(())) => {}
-                // Serving the new version matters more than the restart guarantee for it;
-                // say so loudly.
-                Ok(Err(e)) => {
-                    tracing::error!(cache = %self.opts.name, "cannot write the local snapshot: {e}")
-                }
-                Err(e) => {
-                    tracing::error!(cache = %self.opts.name, "local snapshot task failed: {e}")
-                }
+        if !self.save_local(&snap).await {
+            // Serving a version the disk does not hold is safe only if a restart cannot come
+            // up with an older one: the old snapshot must go, or the new version waits (the
+            // next check retries).
+            let Some(dir) = self.opts.local_dir.clone() else {
+                return false;
+            };
+            let discarded = tokio::task::spawn_blocking(move || disk::discard(&dir)).await;
+            if !matches!(discarded, Ok(Ok(()))) {
+                tracing::error!(cache = %self.opts.name, version = snap.version, "the old local snapshot cannot be removed either: keeping the served version");
+                return false;
             }
         }
         tracing::info!(cache = %self.opts.name, version = snap.version, sha256 = %snap.sha256, size = snap.bytes.len(), "serving a new version");
@@ -689,6 +734,30 @@ impl Cache {
         self.current.store(Some(snap));
         self.emit(CacheEvent::Served { version });
         true
+    }
+
+    /// Write `snap` to the on-disk snapshot (if there is a `local_dir`); false when that
+    /// failed, which is counted (`kind="disk"`), logged and shown in [`CacheStatus`].
+    async fn save_local(&self, snap: &Arc<Snapshot>) -> bool {
+        let Some(dir) = self.opts.local_dir.clone() else {
+            return true;
+        };
+        let to_save = snap.clone();
+        let saved = tokio::task::spawn_blocking(move || disk::save(&dir, &to_save)).await;
+        let err = match saved {
+            Ok(Ok(())) => {
+                self.metrics.local_save.store(BLOB_UP, ORDER);
+                return true;
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => format!("the snapshot task failed: {e}"),
+        };
+        self.metrics.local_save.store(BLOB_DOWN, ORDER);
+        self.record_error(&CacheError::Disk(format!(
+            "version {}: {err}",
+            snap.version
+        )));
+        false
     }
 
     /// The latest duration of each refresh phase this instance ran (`check`, `fetch`,
@@ -771,6 +840,9 @@ impl Cache {
             return;
         };
         match tokio::task::spawn_blocking(move || disk::load(&dir)).await {
+            // Already serving as new a version (taken over from the previous instance on a
+            // reload): the memory tier stays.
+            Ok(Ok(Some(snap))) if self.get().is_some_and(|c| c.version >= snap.version) => {}
             Ok(Ok(Some(snap))) => {
                 tracing::info!(cache = %self.opts.name, version = snap.version, "serving the local snapshot until the blob tier confirms it");
                 let version = snap.version;
@@ -832,6 +904,12 @@ impl Cache {
     /// One check against the blob tier, then a refresh if one is due.
     async fn check_once(&self, st: &mut LoopState) {
         let served = self.get();
+        if self.metrics.local_save.load(ORDER) == BLOB_DOWN
+            && let Some(s) = &served
+        {
+            // The disk failed before: try again, so readiness comes back without a new version.
+            self.save_local(s).await;
+        }
         let span = tracing::debug_span!(
             "cache_check",
             cache = %self.opts.name,
@@ -1032,8 +1110,10 @@ impl Cache {
                 st.view = View::Unknown;
             }
             Ok(PutOutcome::Written(tag)) => {
-                let repair = st.repair;
-                self.refresh_as_claimer(st, base, tag, repair, deadline)
+                // A missing or garbled manifest cannot say which versions were taken: the
+                // markers are read before choosing one.
+                let repair = st.repair || !matches!(st.view, View::Valid(..));
+                self.refresh_as_claimer(st, base, &claimed, tag, repair, deadline)
                     .await;
             }
         }
@@ -1058,6 +1138,7 @@ impl Cache {
         &self,
         st: &mut LoopState,
         base: Manifest,
+        claimed: &Manifest,
         claim_tag: Tag,
         repair: bool,
         deadline: Instant,
@@ -1092,36 +1173,19 @@ impl Cache {
                     self.record_error(&e.into());
                     next.failures = base.failures.saturating_add(1);
                     // Release the claim and tell the fleet when to retry.
-                    self.publish(st, next, claim_tag).await;
+                    let _ = self.publish(st, next, claim_tag).await;
                     return;
                 }
                 Ok(b) => b,
             };
             let sha = hex::encode(Sha256::digest(&bytes));
-            let served = self.get();
-            let blob_v = base.version;
-            let my_v = served.as_ref().map(|s| s.version).unwrap_or(0);
-            let top = blob_v.max(my_v);
-            let same_as_top = (blob_v == top
-                && base.data.as_ref().is_some_and(|d| d.sha256 == sha))
-                || (my_v == top && served.as_ref().is_some_and(|s| s.sha256 == sha));
-            let version = if same_as_top && top > 0 {
-                top
-            } else {
-                match top.checked_add(1) {
-                    Some(v) => v,
-                    None => {
-                        span.record("outcome", "version_exhausted");
-                        self.record_error(&CacheError::VersionExhausted(top));
-                        return;
-                    }
-                }
+            let data = DataRef {
+                sha256: sha.clone(),
+                size: bytes.len() as u64,
             };
-            span.record("new_version", version);
-            let upload = repair || base.data.as_ref().is_none_or(|d| d.sha256 != sha);
             // Fencing by the claimer's own clock: past its claim's deadline another agent may
-            // hold the claim; uploading, collecting garbage or publishing then could delete or
-            // overwrite what that agent published.
+            // hold the claim; uploading, reserving a version, collecting garbage or publishing
+            // then could delete or overwrite what that agent published.
             let expired = |what: &str| {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
@@ -1132,54 +1196,75 @@ impl Cache {
                 }
                 left
             };
+            let upload = repair || base.data.as_ref().is_none_or(|d| d.sha256 != sha);
             if upload {
                 let left = expired("the data upload");
                 if left.is_zero() {
                     return;
                 }
                 let key = self.data_key(&sha);
-                match self
+                if let Err(e) = self
                     .bounded(
                         self.data_timeout().min(left),
                         self.blob.put(&key, bytes.clone(), PutCondition::Overwrite),
                     )
                     .await
                 {
-                    Ok(_) => {}
-                    Err(e) => {
-                        span.record("outcome", "blob_error");
-                        self.set_blob_up(false);
-                        self.record_error(&e.into());
-                        // The claim stays; it expires by the others' clocks.
-                        return;
-                    }
-                }
-                if expired("garbage collection").is_zero() {
+                    span.record("outcome", "blob_error");
+                    self.set_blob_up(false);
+                    self.record_error(&e.into());
+                    // The claim stays; it expires by the others' clocks.
                     return;
                 }
-                self.collect_garbage(&sha, base.data.as_ref().map(|d| d.sha256.as_str()))
-                    .await;
             }
+            let version = match self
+                .choose_version(&base, repair, &data, &expired)
+                .await
+            {
+                Ok(v) => v,
+                Err(e) => {
+                    span.record("outcome", e.kind());
+                    if e.kind() == "blob" {
+                        self.set_blob_up(false);
+                    }
+                    self.record_error(&e);
+                    return;
+                }
+            };
+            span.record("new_version", version);
             if expired("publishing").is_zero() {
                 return;
             }
             next.version = version;
-            next.data = Some(DataRef {
-                sha256: sha.clone(),
-                size: bytes.len() as u64,
-            });
+            next.data = Some(data);
             next.failures = 0;
-            if self.publish(st, next, claim_tag).await {
-                span.record("outcome", "published");
-                self.install(Arc::new(Snapshot {
-                    version,
-                    sha256: sha,
-                    bytes,
-                }))
-                .await;
-                self.mark_validated();
-            } else {
+            // Old data is collected only after the new version is published, and only while
+            // this agent still holds the claim: the manifest is published with the claim kept,
+            // the garbage collected within the claim's deadline, then the claim released.
+            let collect = upload && base.data.is_some();
+            if collect {
+                next.claim = claimed.claim.clone();
+            }
+            let Some(tag) = self.publish(st, next.clone(), claim_tag).await else {
                 span.record("outcome", "conflict");
+                self.observe_phase("publish", t_publish);
+                return;
+            };
+            span.record("outcome", "published");
+            self.install(Arc::new(Snapshot {
+                version,
+                sha256: sha.clone(),
+                bytes,
+            }))
+            .await;
+            self.mark_validated();
+            if collect {
+                let previous = base.data.as_ref().map(|d| d.sha256.as_str());
+                self.collect_garbage(&sha, previous, version, &expired).await;
+                next.claim = None;
+                // A conflict here means the claim expired meanwhile: the next holder's
+                // manifest stands, and ours (the same version) was already published.
+                self.publish(st, next, tag).await;
             }
             self.observe_phase("publish", t_publish);
         }
@@ -1187,8 +1272,126 @@ impl Cache {
         .await
     }
 
-    /// Compare-and-swap the manifest from the claim to `next`. True when it was written.
-    async fn publish(&self, st: &mut LoopState, next: Manifest, claim_tag: Tag) -> bool {
+    /// The version to publish `data` as: the highest version anyone published when it holds
+    /// the same bytes, else one above it, reserved by creating its write-once marker. The
+    /// highest is taken from the manifest and this agent's own version, and from the markers
+    /// when the manifest cannot be trusted to be the highest (`repair`: wiped, garbled, gone
+    /// backwards) or when the reservation finds the number taken.
+    async fn choose_version(
+        &self,
+        base: &Manifest,
+        repair: bool,
+        data: &DataRef,
+        expired: &impl Fn(&str) -> Duration,
+    ) -> Result<u64, CacheError> {
+        let served = self.get();
+        let mut top: Option<(u64, String)> = None;
+        let mut consider = |v: u64, sha: &str| {
+            if v > 0 && top.as_ref().is_none_or(|(t, _)| v > *t) {
+                top = Some((v, sha.to_string()));
+            }
+        };
+        if let Some(d) = &base.data {
+            consider(base.version, &d.sha256);
+        }
+        if let Some(s) = &served {
+            consider(s.version, &s.sha256);
+        }
+        if repair && let Some((v, d)) = self.highest_marker().await? {
+            consider(v, &d.sha256);
+        }
+        // A taken number sends us to the markers, whose highest is final unless another
+        // claimer reserved above it in between (its claim then expired, and so did ours).
+        for _ in 0..3 {
+            let (top_v, top_sha) = top.clone().unwrap_or((0, String::new()));
+            if top_v > 0 && top_sha == data.sha256 {
+                return Ok(top_v);
+            }
+            let v = top_v
+                .checked_add(1)
+                .ok_or(CacheError::VersionExhausted(top_v))?;
+            let left = expired("reserving a version");
+            if left.is_zero() {
+                return Err(CacheError::Conflict(format!(
+                    "claim expired before version {v} was reserved"
+                )));
+            }
+            let key = manifest::version_key(&self.opts.name, v);
+            match self
+                .bounded(
+                    self.manifest_timeout().min(left),
+                    self.blob.put(&key, data.to_bytes(), PutCondition::Create),
+                )
+                .await?
+            {
+                PutOutcome::Written(_) => return Ok(v),
+                PutOutcome::Conflict => {
+                    if self
+                        .marker(v)
+                        .await?
+                        .is_some_and(|d| d.sha256 == data.sha256)
+                    {
+                        return Ok(v);
+                    }
+                }
+            }
+            // Taken with other bytes (by a claimer that lost its claim, or before a wipe): go
+            // above the highest marker.
+            top = match self.highest_marker().await? {
+                Some((hv, hd)) if hv >= v => Some((hv, hd.sha256)),
+                _ => Some((v, String::new())),
+            };
+        }
+        Err(CacheError::Conflict(
+            "could not reserve a version number: other claimers keep taking them".into(),
+        ))
+    }
+
+    /// The marker of version `v`, if it exists and parses.
+    async fn marker(&self, v: u64) -> Result<Option<DataRef>, CacheError> {
+        let key = manifest::version_key(&self.opts.name, v);
+        match self
+            .bounded(
+                self.manifest_timeout(),
+                self.blob.get(&key, None, manifest::MAX_MANIFEST_BYTES),
+            )
+            .await?
+        {
+            Fetched::Found { bytes, .. } => Ok(DataRef::parse_marker(&bytes).ok()),
+            _ => Ok(None),
+        }
+    }
+
+    /// The highest version that has a marker, with its data.
+    async fn highest_marker(&self) -> Result<Option<(u64, DataRef)>, CacheError> {
+        let mut versions = self.marker_versions().await?;
+        versions.sort_unstable();
+        // A garbled top marker still took its number: publish above it.
+        match versions.last() {
+            None => Ok(None),
+            Some(&v) => Ok(Some((
+                v,
+                self.marker(v).await?.unwrap_or(DataRef {
+                    sha256: String::new(),
+                    size: 0,
+                }),
+            ))),
+        }
+    }
+
+    async fn marker_versions(&self) -> Result<Vec<u64>, CacheError> {
+        let prefix = format!("{}/versions", self.opts.name);
+        let keys = self
+            .bounded(self.manifest_timeout(), self.blob.list(&prefix))
+            .await?;
+        Ok(keys
+            .iter()
+            .filter_map(|k| manifest::marker_version(k))
+            .collect())
+    }
+
+    /// Compare-and-swap the manifest from the claim to `next`. Its new tag when it was written.
+    async fn publish(&self, st: &mut LoopState, next: Manifest, claim_tag: Tag) -> Option<Tag> {
         let key = self.manifest_key();
         match self
             .bounded(
@@ -1202,8 +1405,8 @@ impl Cache {
                 self.remember(&tag, &next);
                 st.epoch_seen = Some((next.epoch, Instant::now()));
                 st.claim_seen = None;
-                st.view = View::Valid(tag, next);
-                true
+                st.view = View::Valid(tag.clone(), next);
+                Some(tag)
             }
             Ok(PutOutcome::Conflict) => {
                 st.view = View::Unknown;
@@ -1211,40 +1414,68 @@ impl Cache {
                     "version {} not published: this agent's claim expired and another agent wrote the manifest",
                     next.version
                 )));
-                false
+                None
             }
             Err(e) => {
                 st.view = View::Unknown;
                 self.set_blob_up(false);
                 self.record_error(&e.into());
-                false
+                None
             }
         }
     }
 
-    /// Delete data objects other than the new and the previous one. Runs under the claim, so
-    /// nobody is publishing concurrently; a reader still fetching an older object retries.
-    async fn collect_garbage(&self, keep: &str, previous: Option<&str>) {
-        let keys = match self.blob.list(&self.data_prefix()).await {
-            Ok(k) => k,
+    /// Delete data objects other than the new and the previous one, and version markers but
+    /// the newest [`KEEP_MARKERS`] (the highest is what a repair publishes above). Runs after
+    /// the publish, while this agent still holds the claim and only within its deadline; a
+    /// reader still fetching an older object retries.
+    async fn collect_garbage(
+        &self,
+        keep: &str,
+        previous: Option<&str>,
+        version: u64,
+        expired: &impl Fn(&str) -> Duration,
+    ) {
+        let mut doomed: Vec<String> = match self.blob.list(&self.data_prefix()).await {
+            Ok(keys) => keys
+                .into_iter()
+                .filter(|key| {
+                    let sha = key.rsplit('/').next().unwrap_or_default();
+                    sha != keep && Some(sha) != previous
+                })
+                .collect(),
             Err(e) => {
                 tracing::debug!(cache = %self.opts.name, "garbage collection skipped: {e}");
                 return;
             }
         };
-        for key in keys {
-            let sha = key.rsplit('/').next().unwrap_or_default();
-            if sha == keep || Some(sha) == previous {
-                continue;
+        if let Ok(mut markers) = self.marker_versions().await {
+            markers.sort_unstable();
+            let cut = markers.len().saturating_sub(KEEP_MARKERS);
+            doomed.extend(
+                markers[..cut]
+                    .iter()
+                    .filter(|&&v| v < version)
+                    .map(|&v| manifest::version_key(&self.opts.name, v)),
+            );
+        }
+        for key in doomed {
+            let left = expired("garbage collection");
+            if left.is_zero() {
+                return;
             }
-            if let Err(e) = self.blob.delete(&key).await {
-                tracing::debug!(cache = %self.opts.name, key, "cannot delete old data: {e}");
-            } else {
-                tracing::debug!(cache = %self.opts.name, key, "deleted old data");
+            match self.bounded(left, self.blob.delete(&key)).await {
+                Ok(()) => tracing::debug!(cache = %self.opts.name, key, "deleted old object"),
+                Err(e) => {
+                    tracing::debug!(cache = %self.opts.name, key, "cannot delete old object: {e}")
+                }
             }
         }
     }
 }
+
+/// Version markers kept by garbage collection.
+const KEEP_MARKERS: usize = 8;
 
 fn parse_manifest(bytes: &[u8]) -> Result<Manifest, CacheError> {
     Manifest::parse(bytes).map_err(|e| match e {

@@ -89,6 +89,7 @@ pub struct HttpSource {
 
 impl HttpSource {
     pub fn new(url: impl Into<String>) -> Self {
+        lookout_common::install_tls_provider();
         Self {
             client: reqwest::Client::builder().build().unwrap_or_default(),
             url: url.into(),

@@ -1,10 +1,11 @@
 //! The few helpers every lookout crate needs, kept in one place so that the cache, the tracker
 //! and the agent do not each carry a copy: atomic file writes ([`write_atomic`]), one-line
 //! error chains ([`error_chain`]), credential-free URLs for logs ([`redact_url`]) and the
-//! latency histogram buckets every crate records with ([`LATENCY_BUCKETS`]).
+//! latency histogram buckets every crate records with ([`LATENCY_BUCKETS`]), and the TLS
+//! crypto provider every HTTP client needs ([`install_tls_provider`]).
 //!
-//! It depends on `url` alone, so that a crate embedding the cache or the tracker pulls in
-//! nothing more through it.
+//! It depends on `url` and `rustls` alone, so that a crate embedding the cache or the tracker
+//! pulls in nothing more through it.
 //!
 //! ```
 //! let dir = tempfile::tempdir().unwrap();
@@ -20,6 +21,22 @@
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Makes ring rustls's process-wide crypto provider, unless one is installed already.
+///
+/// reqwest is built without a provider of its own (feature `rustls-no-provider`, so that
+/// aws-lc is not compiled) and takes the process default when a client is built; building a
+/// client with none installed panics. Every crate calls this before it builds a client; a
+/// service embedding the cache or the tracker that installed its own provider keeps it.
+pub fn install_tls_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            // Err only when another thread installed one meanwhile: that one stays.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+    });
+}
 
 /// Histogram buckets for latencies in seconds, 100 µs to 60 s.
 pub const LATENCY_BUCKETS: &[f64] = &[

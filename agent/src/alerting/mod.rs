@@ -129,6 +129,7 @@ struct Meters {
     disk_failing: crate::series::Gauge,
     write_errors: opentelemetry::metrics::Counter<u64>,
     notifications: opentelemetry::metrics::Counter<u64>,
+    store: Arc<crate::series::SeriesStore>,
 }
 
 impl Meters {
@@ -165,11 +166,16 @@ impl Meters {
                 .build(),
             notifications: ctx
                 .meter
-                .u64_counter("lookout_alert_notifications")
+                .u64_counter(
+                    names::metrics::NOTIFICATIONS
+                        .strip_suffix("_total")
+                        .unwrap_or(names::metrics::NOTIFICATIONS),
+                )
                 .with_description(
                     "Alert notifications by outcome: sent, failed (retried), rejected (malformed, dropped), dropped (spool bound)",
                 )
                 .build(),
+            store: ctx.series.clone(),
         };
         // Every series exists from the start, so that rate() and absent() queries work at once.
         for outcome in ["sent", "failed", "rejected", "dropped"] {
@@ -191,6 +197,40 @@ impl Meters {
             self.write_errors.add(new, &[]);
         }
     }
+
+    /// The running total of notices the spool's bound dropped, into the series store (once
+    /// per evaluation) for `LookoutAlertSpoolFailing`; the exported counter is counted
+    /// where they are dropped.
+    fn dropped_total(&self, s: &spool::Spool) {
+        self.store.record(
+            &crate::series::SeriesKey::new(
+                names::metrics::NOTIFICATIONS,
+                &[("outcome", "dropped")],
+            ),
+            s.dropped_total() as f64,
+        );
+    }
+
+    fn count_dropped(&self, dropped: usize) {
+        if dropped > 0 {
+            self.notifications.add(
+                dropped as u64,
+                &[opentelemetry::KeyValue::new("outcome", "dropped")],
+            );
+        }
+    }
+
+    /// The spool's series, and its drops in the log (at most once a minute).
+    fn spool_tick(&self, s: &mut spool::Spool) {
+        self.dropped_total(s);
+        if let Some(dropped) = s.drops_to_report() {
+            tracing::error!(
+                dropped,
+                total = s.dropped_total(),
+                "alert spool at its bound (alerts.spool_max): dropped firing notifications (re-sends of alerts Alertmanager holds first, else the oldest; re-queued at their next resend; resolutions are never dropped)"
+            );
+        }
+    }
 }
 
 /// Queue notices for every Alertmanager.
@@ -201,16 +241,7 @@ fn push_all(spool: &Mutex<spool::Spool>, notices: Vec<engine::Notice>, meters: &
     let mut s = spool.lock().unwrap_or_else(|p| p.into_inner());
     for n in notices {
         let p = s.push(n);
-        if p.dropped > 0 {
-            tracing::error!(
-                dropped = p.dropped,
-                "alert spool at its bound (alerts.spool_max): dropped the oldest firing notifications (re-sent at their next resend)"
-            );
-            meters.notifications.add(
-                p.dropped as u64,
-                &[opentelemetry::KeyValue::new("outcome", "dropped")],
-            );
-        }
+        meters.count_dropped(p.dropped);
     }
 }
 
@@ -277,10 +308,14 @@ pub fn start(
         now,
         wall,
     );
-    spool
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .set_targets(&targets);
+    {
+        let mut s = spool.lock().unwrap_or_else(|p| p.into_inner());
+        s.set_targets(&targets);
+        // A reload may change the bound: a smaller one applies now, not at the next push.
+        let dropped = s.set_max(alerts.spool_max);
+        meters.count_dropped(dropped);
+        meters.spool_tick(&mut s);
+    }
     let facts = facts(config);
 
     // The budgets the rules compare to, exported so that central rules use the same numbers.
@@ -313,6 +348,7 @@ pub fn start(
     };
     on_change();
 
+    lookout_common::install_tls_provider();
     let client = reqwest::Client::builder()
         .build()
         .unwrap_or_else(|_| reqwest::Client::new());
@@ -401,6 +437,7 @@ pub fn start(
                 let _ = wake_tx.send(pushed);
             }
             on_change();
+            meters.spool_tick(&mut spool.lock().unwrap_or_else(|p| p.into_inner()));
             for ((name, severity), n) in engine.firing_counts() {
                 meters
                     .firing

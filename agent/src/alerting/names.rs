@@ -52,4 +52,7 @@ pub mod metrics {
     pub const CACHE_CHECK_INTERVAL: &str = "lookout_cache_check_interval_seconds";
     pub const SPOOL_DISK_FAILING: &str = "lookout_alert_spool_disk_failing";
     pub const SPOOL_MEMORY_ONLY: &str = "lookout_alert_spool_memory_only";
+    /// The notifier's counter (label `outcome`), Prometheus name. Its `outcome="dropped"`
+    /// total is also kept in the series store, for `LookoutAlertSpoolFailing`.
+    pub const NOTIFICATIONS: &str = "lookout_alert_notifications_total";
 }

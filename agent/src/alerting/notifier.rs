@@ -501,6 +501,7 @@ mod tests {
         let (wake_tx, wake_rx) = watch::channel(0u64);
         let meter = opentelemetry_sdk::metrics::SdkMeterProvider::builder().build();
         use opentelemetry::metrics::MeterProvider;
+        lookout_common::install_tls_provider();
         let sender = Sender::new(
             url,
             spool.clone(),

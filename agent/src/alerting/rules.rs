@@ -18,7 +18,9 @@ use std::collections::BTreeMap;
 /// Each is defined once, by its producer, and imported here: a rename there is a compile
 /// error here, not a silent alert that never fires.
 pub mod series {
-    pub use crate::alerting::names::metrics::{SPOOL_DISK_FAILING, SPOOL_MEMORY_ONLY};
+    pub use crate::alerting::names::metrics::{
+        NOTIFICATIONS, SPOOL_DISK_FAILING, SPOOL_MEMORY_ONLY,
+    };
     pub use crate::anomaly::{EVENT as ANOMALY_EVENT, SCORE as ANOMALY_SCORE};
     pub use crate::probes::names::{
         INITIALIZING, LAST_COLD_START, SYSTEM_THREAD_LIMIT, SYSTEM_THREADS,
@@ -1058,29 +1060,58 @@ fn anomaly_detected(input: &EvalInput, threshold: f64) -> Vec<Candidate> {
     }]
 }
 
+/// How far back `LookoutAlertSpoolFailing` looks for notices the spool's bound dropped.
+pub const SPOOL_DROPPED_WINDOW: f64 = 300.0;
+
 fn alert_spool_failing(input: &EvalInput, _threshold: f64) -> Vec<Candidate> {
     let failing = input
         .series
         .latest(&SeriesKey::new(series::SPOOL_DISK_FAILING, &[]))
         .unwrap_or(0.0);
-    if failing < 1.0 {
+    let dropped = increase(
+        input,
+        &SeriesKey::new(series::NOTIFICATIONS, &[("outcome", "dropped")]),
+        SPOOL_DROPPED_WINDOW,
+    );
+    if failing < 1.0 && dropped <= 0.0 {
         return Vec::new();
     }
     let memory = input
         .series
         .latest(&SeriesKey::new(series::SPOOL_MEMORY_ONLY, &[]))
         .unwrap_or(0.0);
-    vec![Candidate {
-        subject: Subject::new(),
-        value: memory,
-        summary: format!(
-            "The agent cannot write its alert spool: {memory} notification(s) wait in memory only"
-        ),
-        description: format!(
+    let mut summary = Vec::new();
+    let mut description = Vec::new();
+    if failing >= 1.0 {
+        summary.push(format!(
+            "the agent cannot write its alert spool: {memory} notification(s) wait in memory only"
+        ));
+        description.push(format!(
             "Writes under data_dir/alerts fail (read-only or full disk, or a permission problem). Alerts are still \
              delivered, but {memory} notification(s) now live only in the agent's memory: if the agent dies before \
              an Alertmanager takes them, they are lost, and a restart cannot resolve what it does not remember."
-        ),
+        ));
+    }
+    if dropped > 0.0 {
+        summary.push(format!(
+            "the alert spool dropped {dropped} notification(s) at its bound (alerts.spool_max) in the last 5 minutes"
+        ));
+        description.push(format!(
+            "An Alertmanager's queue holds more distinct alerts than alerts.spool_max allows (an Alertmanager down \
+             while many alerts fire, or a reload that lowered the bound): {dropped} firing notification(s) were \
+             dropped in the last 5 minutes, oldest first. Still-firing alerts are queued again at their next resend; \
+             resolutions are never dropped."
+        ));
+    }
+    let mut summary = summary.join("; ");
+    if let Some(first) = summary.get(..1) {
+        summary = first.to_uppercase() + &summary[1..];
+    }
+    vec![Candidate {
+        subject: Subject::new(),
+        value: if failing >= 1.0 { memory } else { dropped },
+        summary,
+        description: description.join(" "),
     }]
 }
 

@@ -20,8 +20,10 @@
 //! cannot even be opened is an in-memory spool, never "delivery off".
 //!
 //! Bounds: a queue holds one entry per distinct alert. As a safety net against a runaway
-//! label set, past `max` entries the oldest *firing* notice is dropped (the engine re-sends
-//! firing alerts every resend interval, so it comes back); resolutions are never dropped.
+//! label set, past `max` entries a *firing* notice is dropped (the engine re-sends firing
+//! alerts every resend interval, so it comes back): the re-send of the alert that
+//! Alertmanager took most recently if there is one (so the skipped refresh rotates), else the
+//! oldest. Resolutions are never dropped. A new `max` (a reload) applies at once.
 //!
 //! Hand-written rather than a queue crate: per-consumer queues with replace-by-key, atomic
 //! per-entry files and an in-memory fallback fit in a few hundred lines with no new
@@ -37,6 +39,8 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 pub const DIR_MODE: u32 = 0o700;
+/// Drops at the bound are logged at most this often.
+pub const DROP_REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 pub const FILE_MODE: u32 = 0o600;
 
 /// Create `dir` (and its missing parents) with mode 0700, and tighten an existing one.
@@ -102,6 +106,10 @@ struct Queue {
     dir: PathBuf,
     /// Fingerprint → the latest notice of that alert not yet taken.
     entries: BTreeMap<String, Entry>,
+    /// Firing alerts this Alertmanager has taken, with when (a spool-wide counter): it holds
+    /// them until their `endsAt`, so a re-send of one can wait while a first notice cannot.
+    /// Memory only; bounded like the queue.
+    taken: BTreeMap<String, u64>,
 }
 
 impl Queue {
@@ -139,6 +147,13 @@ pub struct Spool {
     failing: Option<String>,
     /// Files whose removal failed (delivered notices), removed when the disk recovers.
     stale: Vec<PathBuf>,
+    /// Notices dropped by the bound, over the spool's life.
+    dropped_total: u64,
+    /// Counts acknowledged firing notices: the order in which Alertmanagers took them.
+    ack_clock: u64,
+    /// Drops not yet reported in the log, and when the last report was.
+    drops_unreported: u64,
+    last_drop_report: Option<std::time::Instant>,
 }
 
 impl Spool {
@@ -155,6 +170,10 @@ impl Spool {
             errors_taken: 0,
             failing: None,
             stale: Vec::new(),
+            dropped_total: 0,
+            ack_clock: 0,
+            drops_unreported: 0,
+            last_drop_report: None,
         };
         if let Err(e) = private_dir(dir) {
             spool.note_disk_error(dir, &e);
@@ -166,6 +185,8 @@ impl Spool {
 
     /// Follow a new list of Alertmanagers: queues of removed ones go (with their files),
     /// new ones start with what a previous run left for them on disk, if anything.
+    /// An Alertmanager whose credentials changed (the URL otherwise the same: the fix for a
+    /// 401) is the same Alertmanager: its queue carries over to the new URL.
     pub fn set_targets(&mut self, targets: &[String]) {
         let keys = keys_of(targets);
         let removed: Vec<String> = self
@@ -174,17 +195,24 @@ impl Spool {
             .filter(|t| !targets.contains(t))
             .cloned()
             .collect();
-        for t in removed {
-            if let Some(q) = self.queues.remove(&t) {
-                let _ = fs::remove_dir_all(&q.dir);
-            }
-        }
+        let mut orphans: Vec<Queue> = removed
+            .iter()
+            .filter_map(|t| self.queues.remove(t))
+            .collect();
         for (target, key) in targets.iter().zip(keys) {
             if self.queues.contains_key(target) {
                 continue;
             }
-            let q = self.load_queue(target, &self.dir.join(key));
+            let dir = self.dir.join(key);
+            if let Some(i) = orphans.iter().position(|q| q.dir == dir) {
+                self.queues.insert(target.clone(), orphans.swap_remove(i));
+                continue;
+            }
+            let q = self.load_queue(target, &dir);
             self.queues.insert(target.clone(), q);
+        }
+        for q in orphans {
+            let _ = fs::remove_dir_all(&q.dir);
         }
         // Directories of Alertmanagers no longer configured: nobody will take their notices.
         let live: Vec<PathBuf> = self.queues.values().map(|q| q.dir.clone()).collect();
@@ -203,6 +231,7 @@ impl Spool {
         let mut q = Queue {
             dir: dir.to_path_buf(),
             entries: BTreeMap::new(),
+            taken: BTreeMap::new(),
         };
         if let Err(e) = private_dir(dir) {
             self.note_disk_error(dir, &e);
@@ -374,7 +403,7 @@ impl Spool {
         .expect("notices serialize");
         let targets: Vec<String> = self.queues.keys().cloned().collect();
         for target in targets {
-            let (path, mut dropped) = {
+            let path = {
                 let q = self.queues.get_mut(&target).expect("key listed");
                 q.entries.insert(
                     fingerprint.clone(),
@@ -384,28 +413,9 @@ impl Spool {
                         durable: false,
                     },
                 );
-                (q.file(&fingerprint), Vec::new())
+                q.file(&fingerprint)
             };
-            // The safety bound: drop the oldest firing notices, never a resolution.
-            loop {
-                let q = self.queues.get_mut(&target).expect("key listed");
-                if q.entries.len() <= self.max {
-                    break;
-                }
-                let oldest = q
-                    .entries
-                    .iter()
-                    .filter(|(fp, e)| !e.notice.is_resolved() && **fp != fingerprint)
-                    .min_by_key(|(_, e)| e.seq)
-                    .map(|(fp, _)| fp.clone());
-                let Some(fp) = oldest else { break };
-                q.entries.remove(&fp);
-                dropped.push(q.file(&fp));
-            }
-            pushed.dropped += dropped.len();
-            for p in dropped {
-                self.remove_file(&p);
-            }
+            pushed.dropped += self.trim(&target, Some(&fingerprint));
             match write_atomic(&path, &bytes) {
                 Ok(()) => {
                     self.disk_ok();
@@ -421,6 +431,78 @@ impl Spool {
             }
         }
         pushed
+    }
+
+    /// The safety bound on one queue: drop firing notices (never a resolution, nor the
+    /// notice `keep` just pushed) until it holds at most `max`. Returns how many.
+    ///
+    /// Which: first the re-send of the alert this Alertmanager took most recently (it holds
+    /// that alert firing until its `endsAt`, several resends ahead, so skipping one refresh
+    /// costs nothing, and the victims rotate instead of one alert losing every time); only
+    /// when none is a re-send, the oldest notice.
+    fn trim(&mut self, target: &str, keep: Option<&str>) -> usize {
+        let mut dropped = Vec::new();
+        if let Some(q) = self.queues.get_mut(target) {
+            while q.entries.len() > self.max {
+                let firing = || q.entries.iter().filter(|(_, e)| !e.notice.is_resolved());
+                // The notice just pushed is a candidate too when it is a re-send: in a burst
+                // of re-sends, later ones must not always evict earlier ones.
+                let refresh = firing()
+                    .filter_map(|(fp, _)| q.taken.get(fp).map(|t| (fp, *t)))
+                    .max_by_key(|(_, t)| *t)
+                    .map(|(fp, _)| fp.clone());
+                let victim = refresh.or_else(|| {
+                    firing()
+                        .filter(|(fp, _)| Some(fp.as_str()) != keep)
+                        .min_by_key(|(_, e)| e.seq)
+                        .map(|(fp, _)| fp.clone())
+                });
+                let Some(fp) = victim else { break };
+                q.entries.remove(&fp);
+                dropped.push(q.file(&fp));
+            }
+        }
+        self.dropped_total += dropped.len() as u64;
+        self.drops_unreported += dropped.len() as u64;
+        let n = dropped.len();
+        for p in dropped {
+            self.remove_file(&p);
+        }
+        n
+    }
+
+    /// A new bound (`alerts.spool_max` changed by a reload): a smaller one applies at once,
+    /// dropping exactly what it must by the same rule as [`Spool::push`] (oldest firing
+    /// first, never a resolution); a larger one keeps everything. Returns how many went.
+    pub fn set_max(&mut self, max: usize) -> usize {
+        let max = max.max(1);
+        if max == self.max {
+            return 0;
+        }
+        self.max = max;
+        let targets: Vec<String> = self.queues.keys().cloned().collect();
+        targets.iter().map(|t| self.trim(t, None)).sum()
+    }
+
+    /// Drops to report in the log now: those since the last report, at most once per
+    /// [`DROP_REPORT_EVERY`] (a queue past its bound drops at every resend; one line a
+    /// minute says so, the counter has the rest).
+    pub fn drops_to_report(&mut self) -> Option<u64> {
+        if self.drops_unreported == 0
+            || self
+                .last_drop_report
+                .is_some_and(|t| t.elapsed() < DROP_REPORT_EVERY)
+        {
+            return None;
+        }
+        self.last_drop_report = Some(std::time::Instant::now());
+        Some(std::mem::take(&mut self.drops_unreported))
+    }
+
+    /// Notices dropped by the bound over the spool's life (it outlives config generations,
+    /// so this is the running total the alert rules take the increase of).
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped_total
     }
 
     /// Up to `limit` notices waiting for `target`, oldest first.
@@ -446,14 +528,32 @@ impl Spool {
     /// newer state is still owed.
     pub fn ack(&mut self, target: &str, taken: &[Waiting]) {
         let mut gone = Vec::new();
+        let max = self.max;
         if let Some(q) = self.queues.get_mut(target) {
             for w in taken {
+                if w.notice.is_resolved() {
+                    q.taken.remove(&w.fingerprint);
+                } else {
+                    self.ack_clock += 1;
+                    q.taken.insert(w.fingerprint.clone(), self.ack_clock);
+                }
                 if q.entries
                     .get(&w.fingerprint)
                     .is_some_and(|e| e.seq == w.seq)
                 {
                     q.entries.remove(&w.fingerprint);
                     gone.push(q.file(&w.fingerprint));
+                }
+            }
+            // Bounded: forget the alerts taken longest ago first.
+            while q.taken.len() > max {
+                let oldest = q
+                    .taken
+                    .iter()
+                    .min_by_key(|(_, t)| **t)
+                    .map(|(fp, _)| fp.clone());
+                if let Some(fp) = oldest {
+                    q.taken.remove(&fp);
                 }
             }
         }
@@ -648,6 +748,84 @@ mod tests {
     }
 
     #[test]
+    fn a_new_bound_applies_at_once_and_drops_only_what_it_must() {
+        let dir = tempfile::tempdir().unwrap();
+        let targets = vec!["http://a".to_string(), "http://b".to_string()];
+        let mut s = Spool::open(dir.path(), 10, &targets);
+        for (name, resolved) in [("F1", false), ("R1", true), ("F2", false), ("F3", false)] {
+            s.push(n(name, resolved, &name.to_lowercase()));
+        }
+        let a = s.pending("http://a", 10);
+        s.ack("http://a", &a);
+        // Raised: nothing goes.
+        assert_eq!(s.set_max(20), 0);
+        assert_eq!(s.depth(), 4);
+        // Lowered to 2: b (4 waiting) loses its two oldest firing notices, a (empty) nothing;
+        // the resolution stays whatever its age.
+        assert_eq!(s.set_max(2), 2);
+        assert_eq!(s.dropped_total(), 2);
+        assert_eq!(summaries(&s.pending("http://b", 10)), ["r1", "f3"]);
+        assert_eq!(files(dir.path()).len(), 2 + 2, "{:?}", files(dir.path()));
+        // The bound of a push is the new one too.
+        s.push(n("F4", false, "f4"));
+        assert_eq!(summaries(&s.pending("http://b", 10)), ["r1", "f4"]);
+        assert_eq!(s.dropped_total(), 3);
+        drop(s);
+        // What the bound kept is on disk: a restart finds exactly it.
+        let s = Spool::open(dir.path(), 2, &targets);
+        assert_eq!(summaries(&s.pending("http://b", 10)), ["r1", "f4"]);
+        assert_eq!(summaries(&s.pending("http://a", 10)), ["f4"]);
+    }
+
+    #[test]
+    fn past_the_bound_a_live_alertmanager_still_gets_every_alert_in_turn() {
+        // Three alerts re-sent together every resend, a bound of 2, a live Alertmanager
+        // taking what waits after each burst: the skipped re-send rotates, so none of them
+        // goes without a refresh for more than a couple of resends.
+        let dir = tempfile::tempdir().unwrap();
+        let t = vec!["http://a".to_string()];
+        let mut s = Spool::open(dir.path(), 2, &t);
+        let mut last_taken: BTreeMap<String, usize> = BTreeMap::new();
+        for round in 0..12 {
+            for name in ["A", "B", "C"] {
+                s.push(n(name, false, name));
+            }
+            assert!(s.depth_of("http://a") <= 2);
+            let w = s.pending("http://a", 10);
+            for x in &w {
+                last_taken.insert(x.notice.annotations["summary"].clone(), round);
+            }
+            s.ack("http://a", &w);
+            for name in ["A", "B", "C"] {
+                if round >= 3 {
+                    let gap = round - last_taken.get(name).copied().unwrap_or(0);
+                    assert!(gap <= 2, "{name} not refreshed for {gap} resends");
+                }
+            }
+        }
+        assert!(s.dropped_total() >= 12);
+        assert_eq!(s.drops_to_report(), Some(s.dropped_total()));
+        assert_eq!(s.drops_to_report(), None, "once a minute at most");
+    }
+
+    #[test]
+    fn a_spool_that_cannot_be_opened_delivers_from_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        // Its directory is a file: nothing can be created under it, whoever runs the test.
+        let root = dir.path().join("spool");
+        fs::write(&root, b"in the way").unwrap();
+        let targets = vec!["http://a".to_string()];
+        let mut s = Spool::open(&root, 10, &targets);
+        assert!(s.failing().is_some());
+        s.push(n("X", false, "x"));
+        assert_eq!(s.memory_only(), 1);
+        let w = s.pending("http://a", 10);
+        assert_eq!(summaries(&w), ["x"]);
+        s.ack("http://a", &w);
+        assert_eq!(s.depth(), 0);
+    }
+
+    #[test]
     fn no_credentials_in_names_or_files_and_private_modes() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("spool");
@@ -682,6 +860,22 @@ mod tests {
             fs::read_to_string(root.join(target_key(&secret)).join("target")).unwrap(),
             "http://127.0.0.1:9093/"
         );
+    }
+
+    #[test]
+    fn new_credentials_for_the_same_alertmanager_keep_its_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = "http://lookout:old@127.0.0.1:9093/".to_string();
+        let new = "http://lookout:new@127.0.0.1:9093/".to_string();
+        let other = "http://127.0.0.1:9094/".to_string();
+        let mut s = Spool::open(dir.path(), 10, &[old.clone(), other.clone()]);
+        s.push(n("X", false, "x"));
+        s.set_targets(std::slice::from_ref(&new));
+        assert_eq!(summaries(&s.pending(&new, 10)), ["x"]);
+        assert_eq!(s.depth(), 1, "the removed Alertmanager's queue goes");
+        drop(s);
+        let s = Spool::open(dir.path(), 10, std::slice::from_ref(&new));
+        assert_eq!(summaries(&s.pending(&new, 10)), ["x"], "and on disk");
     }
 
     #[test]

@@ -974,3 +974,69 @@ fn anomaly_detected_needs_trained_measurements_not_bookkeeping() {
     // once they have been watched that long: not within this run.
     assert!(!run(&[cpu, load], 700.0));
 }
+
+#[test]
+fn spool_drops_at_its_bound_raise_spool_failing_for_a_while() {
+    let mut h = Harness::new(&AlertsConfig::default());
+    let key = [("outcome", "dropped")];
+    h.set(series::NOTIFICATIONS, &key, 0.0, 0.0);
+    assert!(firing(&h.eval(0.0), LOOKOUT_ALERT_SPOOL_FAILING).is_none());
+    h.set(series::NOTIFICATIONS, &key, 10.0, 0.0);
+    assert!(firing(&h.eval(10.0), LOOKOUT_ALERT_SPOOL_FAILING).is_none());
+    // Two dropped (a reload lowered alerts.spool_max): it fires, saying so.
+    h.set(series::NOTIFICATIONS, &key, 20.0, 2.0);
+    let notices = h.eval(20.0);
+    let n = firing(&notices, LOOKOUT_ALERT_SPOOL_FAILING).expect("fires on drops");
+    assert!(
+        n.annotations["summary"].contains("dropped 2 notification"),
+        "{:?}",
+        n.annotations
+    );
+    // No more drops: it resolves once the window and keep_firing_for have passed.
+    let mut t = 30.0;
+    let mut resolved_at = None;
+    while t < 1000.0 && resolved_at.is_none() {
+        h.set(series::NOTIFICATIONS, &key, t, 2.0);
+        if h.eval(t)
+            .iter()
+            .any(|n| n.labels["alertname"] == LOOKOUT_ALERT_SPOOL_FAILING && n.is_resolved())
+        {
+            resolved_at = Some(t);
+        }
+        t += 10.0;
+    }
+    let at = resolved_at.expect("resolves");
+    assert!(
+        at >= 20.0 + super::rules::SPOOL_DROPPED_WINDOW,
+        "resolved at {at}"
+    );
+}
+
+#[test]
+fn a_reload_that_disables_the_anomaly_detector_resolves_its_alert_at_once() {
+    let (_, setup, _) = scenarios()
+        .into_iter()
+        .find(|s| s.0 == ANOMALY_DETECTED)
+        .unwrap();
+    let mut h = Harness::new(&AlertsConfig::default());
+    let (t, _) = fire(ANOMALY_DETECTED, setup, &mut h).expect("fires");
+    // The detector's series are still in the store (stale); the new config has it off.
+    let scope = Scope {
+        anomaly: false,
+        ..Scope::everything()
+    };
+    let rules = configured_rules(&AlertsConfig::default());
+    h.engine
+        .reconfigure(rules, stamp(), scope, t + 1.0, SystemTime::now());
+    setup(&mut h, t + 1.0);
+    let notices = h.eval(t + 1.0);
+    assert!(
+        notices
+            .iter()
+            .any(|n| n.labels["alertname"] == ANOMALY_DETECTED && n.is_resolved()),
+        "{notices:?}"
+    );
+    setup(&mut h, t + 100.0);
+    assert!(firing(&h.eval(t + 100.0), ANOMALY_DETECTED).is_none());
+    assert!(h.engine.active().is_empty());
+}

@@ -210,6 +210,7 @@ impl Scorer {
                 | RATE
                 | EVENT
                 | crate::timeout::names::SUSPECTS
+                | crate::timeout::names::UNSAMPLED_THREADS
                 | alerting::ALERTS_FIRING
                 | probes::THREAD_LIMIT
                 | probes::SYSTEM_THREAD_LIMIT
@@ -223,7 +224,8 @@ impl Scorer {
                 | alerting::SPOOL_DEPTH
                 | alerting::SPOOL_DISK_FAILING
                 | alerting::SPOOL_MEMORY_ONLY
-                | crate::http::serve::CONNECTIONS
+                | alerting::NOTIFICATIONS
+                | crate::http::names::CONNECTIONS
                 | lookout_cache::names::VERSION
                 | lookout_cache::names::BLOB_VERSION
                 | alerting::CACHE_CHECK_INTERVAL

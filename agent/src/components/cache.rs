@@ -89,6 +89,9 @@ pub fn start_all(
     tasks: &mut JoinSet<()>,
 ) {
     let mut caches = std::collections::BTreeMap::new();
+    // The caches of the generation being replaced: a cache of the same name on the same blob
+    // store keeps its memory tier (a reload neither re-reads the disk nor drops readiness).
+    let previous = components.caches.load_full();
     for cfg in &config.caches {
         let gate = format!("cache:{}", cfg.name);
         let default_blob = format!("file://{}", ctx.data_dir.join("blob").display());
@@ -104,12 +107,20 @@ pub fn start_all(
                 continue;
             }
         };
-        ctx.readiness
-            .wait_for(&gate, format!("cache {} serves no version yet", cfg.name));
         let opts = options(cfg, ctx);
         let source = source(&cfg.source, components);
         tracing::info!(cache = %cfg.name, blob = %blob.describe(), source = source.kind(), "cache starting");
+        let described = blob.describe();
         let cache = Cache::new(opts, source, blob, &ctx.meter);
+        if let Some(prev) = previous.get(&cfg.name)
+            && prev.blob_description() == described
+        {
+            cache.adopt(prev);
+        }
+        if cache.get().is_none() {
+            ctx.readiness
+                .wait_for(&gate, format!("cache {} serves no version yet", cfg.name));
+        }
         caches.insert(cfg.name.clone(), cache.clone());
         // Subscribed before the cache runs, so the first events are not missed.
         let events = cache.subscribe();
@@ -184,6 +195,10 @@ async fn export(
     let gauges = CacheGauges::new(&ctx);
     let token: CancellationToken = ctx.shutdown.clone();
     let name = cache.name().to_string();
+    // Closed while the on-disk snapshot cannot be written: a restart could then come up with
+    // nothing to serve until the blob tier answers.
+    let disk_gate = format!("cache:{name}:disk");
+    let mut disk_failing = false;
     let mut last_finding: HashMap<&'static str, Instant> = HashMap::new();
     loop {
         let event = tokio::select! {
@@ -214,8 +229,24 @@ async fn export(
             }
             Err(RecvError::Closed) => break,
         }
-        publish(&ctx, &gauges, &name, &cache.status());
+        let status = cache.status();
+        publish(&ctx, &gauges, &name, &status);
+        match status.local_save_ok {
+            Some(false) if !disk_failing => {
+                disk_failing = true;
+                ctx.readiness.wait_for(
+                    &disk_gate,
+                    format!("cache {name} cannot write its local snapshot (see lookout_cache_errors_total{{kind=\"disk\"}})"),
+                );
+            }
+            Some(true) if disk_failing => {
+                disk_failing = false;
+                ctx.readiness.forget(&disk_gate);
+            }
+            _ => {}
+        }
     }
+    ctx.readiness.forget(&disk_gate);
     for g in gauges.all() {
         g.remove_where("cache", &name);
     }

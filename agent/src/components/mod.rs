@@ -55,8 +55,9 @@ fn start_probes(ctx: &Context, config: &Config, tasks: &mut JoinSet<()>) {
     let interval = config.agent.interval.get();
     let metrics = ProbeMetrics::new(ctx);
 
+    // The daemon closes it before the first generation; a reload keeps the agent ready.
     ctx.readiness
-        .wait_for("probes", "the first probe cycle has not finished");
+        .wait_for_first("probes", "the first probe cycle has not finished");
     let mut firsts = Vec::new();
 
     {

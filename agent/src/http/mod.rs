@@ -8,6 +8,7 @@
 mod alerts;
 mod cache;
 pub mod guard;
+pub mod names;
 pub mod page;
 pub mod serve;
 mod tracker;

@@ -97,9 +97,6 @@ pub async fn serve(
     }
 }
 
-/// Open connections to the agent's API (produced by the daemon's connection gauge).
-pub const CONNECTIONS: &str = "lookout_http_connections";
-
 /// How long one write to a client may wait for the client to read.
 pub const WRITE_STALL: Duration = Duration::from_secs(30);
 

@@ -1,11 +1,20 @@
-//! Probes: what the agent reads from /proc and sysinfo every interval — the host, each watched
+//! Probes: what the agent reads from /proc and /sys every interval — the host, each watched
 //! service, and the agent itself — written as gauges into the series store.
+//!
+//! Every file is read through a [`root::ProcRoot`] (`/proc` and `/sys` by default) and parsed
+//! by the pure functions of [`parse`], which the tests run on the real files copied into
+//! `tests/fixtures/proc`. One collector per file: `host/` (load, limits, cpu, memory,
+//! network, disk, the agent), `procinfo` (one process), `cgroup` (its pids limit),
+//! `matcher` (the process table), `service` (a watched service), `ready` (its readiness).
 
+pub mod cgroup;
 pub mod host;
 pub mod matcher;
 pub mod names;
+pub mod parse;
 pub mod procinfo;
 pub mod ready;
+pub mod root;
 pub mod service;
 
 use crate::context::Context;
@@ -156,7 +165,7 @@ impl ProbeMetrics {
         service: &str,
         processes: usize,
         user_tasks: Option<u64>,
-        pids: Option<procinfo::PidsLimit>,
+        pids: Option<cgroup::PidsLimit>,
     ) {
         self.processes
             .set(&[("service", service)], processes as f64);

@@ -7,6 +7,8 @@ pub const SELF_SERVICE: &str = "lookout";
 
 /// Threads of a watched service (OTel semantic-convention name).
 pub const THREAD_COUNT: &str = "process.thread.count";
+/// [`THREAD_COUNT`] as Prometheus exposes it.
+pub const THREAD_COUNT_PROMETHEUS: &str = "process_thread_count";
 /// Limits that apply to a service's threads, label `kind`.
 pub const THREAD_LIMIT: &str = "lookout_service_thread_limit";
 /// What counts against each limit, label `kind`.
@@ -26,6 +28,8 @@ pub const LAST_COLD_START: &str = "lookout_service_last_cold_start_seconds";
 pub const COLD_START: &str = "lookout_service_cold_start_seconds";
 /// Counter: new instances of a service after the first.
 pub const RESTARTS: &str = "lookout_service_restarts";
+/// [`RESTARTS`] as Prometheus exposes it.
+pub const RESTARTS_TOTAL: &str = "lookout_service_restarts_total";
 
 pub const SYSTEM_THREADS: &str = "system_thread_count";
 pub const SYSTEM_THREAD_LIMIT: &str = "system_thread_limit";

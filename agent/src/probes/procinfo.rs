@@ -1,7 +1,10 @@
-//! Small facts about processes read from /proc (through procfs), shared by the probes and the
-//! timeout sampler: start age on the boot clock, thread counts, limits.
+//! The process collector: small facts about one process read from `PROC/PID` (parsed by
+//! procfs), shared by the probes and the timeout sampler: start age on the boot clock, thread
+//! counts, limits.
 
+use super::root::ProcRoot;
 use procfs::process::{LimitValue, Process};
+use std::path::Path;
 use std::time::Duration;
 
 /// Seconds since boot on CLOCK_BOOTTIME, the clock `/proc/PID/stat` starttime counts on.
@@ -40,8 +43,25 @@ pub struct ProcSnapshot {
 }
 
 impl ProcSnapshot {
+    /// `pid` under the default `/proc`.
     pub fn read(pid: i32) -> Option<Self> {
-        let p = Process::new(pid).ok()?;
+        Self::read_in(&ProcRoot::default(), pid)
+    }
+
+    /// The agent's own process, at `/proc/self` whatever the probes' root: its pid means
+    /// the agent only in its own pid namespace.
+    pub fn myself() -> Option<Self> {
+        Self::of(Process::myself().ok()?, Path::new("/proc/self"))
+    }
+
+    /// `pid` under `root`; None when it is gone, unreadable, or a zombie.
+    pub fn read_in(root: &ProcRoot, pid: i32) -> Option<Self> {
+        Self::of(root.process(pid)?, &root.proc_path().join(pid.to_string()))
+    }
+
+    /// `p`, whose directory is `dir`.
+    fn of(p: Process, dir: &Path) -> Option<Self> {
+        let pid = p.pid();
         let stat = p.stat().ok()?;
         if stat.state == 'Z' || stat.state == 'X' {
             return None;
@@ -59,7 +79,7 @@ impl ProcSnapshot {
             threads: stat.num_threads,
             cpu_ticks: stat.utime + stat.stime,
             rss_bytes: stat.rss * procfs::page_size(),
-            open_fds: p.fd_count().ok(),
+            open_fds: fd_count(dir),
             rlimit_nproc,
             uid: p.uid().ok(),
         })
@@ -89,130 +109,67 @@ impl ProcSnapshot {
     }
 }
 
-/// starttime of a pid, to tell a live process from a reused pid.
+/// Entries of `PROC/PID/fd`. Not procfs's `fd_count`: that trusts the directory's size,
+/// which is the count only on procfs of Linux 6.2 and later, and the block size (4096) on
+/// any other file system, such as a fixture tree.
+fn fd_count(dir: &Path) -> Option<usize> {
+    Some(std::fs::read_dir(dir.join("fd")).ok()?.count())
+}
+
+/// starttime of a pid under the default `/proc`, to tell a live process from a reused pid.
 pub fn start_ticks(pid: i32) -> Option<u64> {
-    Process::new(pid).ok()?.stat().ok().map(|s| s.starttime)
+    start_ticks_in(&ProcRoot::default(), pid)
 }
 
-/// The cgroup pids limit that applies to a process: the nearest cgroup on its path, from its
-/// own up to the root, whose `pids.max` is a number, with that cgroup's `pids.current`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PidsLimit {
-    pub max: u64,
-    pub current: u64,
-}
-
-/// Where cgroup file systems are mounted.
-pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
-
-/// The pids limit of `pid`, read under [`CGROUP_ROOT`].
-pub fn pids_limit(pid: i32) -> Option<PidsLimit> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    pids_limit_in(&text, std::path::Path::new(CGROUP_ROOT))
-}
-
-/// The pids limit for a process whose `/proc/PID/cgroup` reads `cgroup_file`, with cgroup
-/// file systems under `root`. cgroup v1 (`N:pids:/path` → `root/pids/path`) is tried first:
-/// on a hybrid host the controller lives there and the v2 tree has none. Then v2 (`0::/path`)
-/// at `root/path` (v2 only) or `root/unified/path` (hybrid).
-pub fn pids_limit_in(cgroup_file: &str, root: &std::path::Path) -> Option<PidsLimit> {
-    let mut candidates = Vec::new();
-    for line in cgroup_file.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (Some(id), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
-        else {
-            continue;
-        };
-        let rel = path.trim_start_matches('/');
-        if controllers.split(',').any(|c| c == "pids") {
-            candidates.insert(0, root.join("pids").join(rel));
-        } else if id == "0" && controllers.is_empty() {
-            candidates.push(root.join(rel));
-            candidates.push(root.join("unified").join(rel));
-        }
-    }
-    candidates
-        .into_iter()
-        .find_map(|leaf| nearest_limit(&leaf, root))
-}
-
-/// From `leaf` up to (not above) `root`: the first cgroup with a numeric `pids.max`.
-fn nearest_limit(leaf: &std::path::Path, root: &std::path::Path) -> Option<PidsLimit> {
-    let read = |dir: &std::path::Path, f: &str| std::fs::read_to_string(dir.join(f)).ok();
-    let mut dir = Some(leaf);
-    while let Some(d) = dir {
-        if !d.starts_with(root) {
-            break;
-        }
-        if let Some(max) = read(d, "pids.max")
-            && let Ok(max) = max.trim().parse::<u64>()
-        {
-            let current = read(d, "pids.current")?.trim().parse().ok()?;
-            return Some(PidsLimit { max, current });
-        }
-        dir = d.parent();
-    }
-    None
+/// starttime of a pid under `root`.
+pub fn start_ticks_in(root: &ProcRoot, pid: i32) -> Option<u64> {
+    root.process(pid)?.stat().ok().map(|s| s.starttime)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
 
-    fn cg(root: &Path, rel: &str, max: &str, current: u64) {
-        let d = root.join(rel);
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(d.join("pids.max"), format!("{max}\n")).unwrap();
-        std::fs::write(d.join("pids.current"), format!("{current}\n")).unwrap();
+    fn fixture() -> ProcRoot {
+        ProcRoot::under(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/proc/v1"),
+        )
     }
 
     #[test]
-    fn cgroup_v2_only_finds_the_service_limit_above_an_unlimited_leaf() {
-        let root = tempfile::tempdir().unwrap();
-        let r = root.path();
-        cg(r, "system.slice", "max", 900);
-        cg(r, "system.slice/nginx.service", "4915", 17);
-        cg(r, "system.slice/nginx.service/worker", "max", 12);
-        let file = "0::/system.slice/nginx.service/worker\n";
-        assert_eq!(
-            pids_limit_in(file, r),
-            Some(PidsLimit {
-                max: 4915,
-                current: 17
-            })
-        );
-        // Unlimited all the way up: no limit.
-        assert_eq!(pids_limit_in("0::/system.slice\n", r), None);
+    fn a_process_whose_comm_holds_spaces_and_parentheses() {
+        // stat reads `2266 (odd) (name x) S 2262 ...`: the fields after the comm still land.
+        let s = ProcSnapshot::read_in(&fixture(), 2266).unwrap();
+        assert_eq!(s.pid, 2266);
+        assert_eq!(s.start_ticks, 1132774);
+        assert_eq!(s.threads, 1);
+        assert_eq!(s.cpu_ticks, 0);
+        assert_eq!(s.rss_bytes, 424 * procfs::page_size());
+        assert_eq!(s.open_fds, Some(4));
+        assert_eq!(s.rlimit_nproc, Some(96363));
     }
 
     #[test]
-    fn cgroup_v1_pids_wins_over_an_empty_unified_tree() {
-        let root = tempfile::tempdir().unwrap();
-        let r = root.path();
-        cg(r, "pids/system.slice/api.service", "64", 9);
-        std::fs::create_dir_all(r.join("unified/system.slice/api.service")).unwrap();
-        let file = "12:pids:/system.slice/api.service\n5:cpu,cpuacct:/system.slice/api.service\n0::/system.slice/api.service\n";
-        assert_eq!(
-            pids_limit_in(file, r),
-            Some(PidsLimit {
-                max: 64,
-                current: 9
-            })
-        );
+    fn a_kernel_thread_has_no_memory() {
+        let s = ProcSnapshot::read_in(&fixture(), 2).unwrap();
+        assert_eq!((s.start_ticks, s.threads, s.rss_bytes), (25, 1, 0));
+        // The fixture keeps no fd directory (git keeps no empty one), as when fd is
+        // unreadable: no count rather than 0.
+        assert_eq!(s.open_fds, None);
     }
 
     #[test]
-    fn cgroup_v2_hybrid_under_unified() {
-        let root = tempfile::tempdir().unwrap();
-        let r = root.path();
-        cg(r, "unified/app", "128", 3);
-        assert_eq!(
-            pids_limit_in("1:name=systemd:/app\n0::/app\n", r),
-            Some(PidsLimit {
-                max: 128,
-                current: 3
-            })
-        );
+    fn a_zombie_is_not_a_running_process_but_still_has_a_start() {
+        assert!(ProcSnapshot::read_in(&fixture(), 2269).is_none());
+        assert_eq!(start_ticks_in(&fixture(), 2269), Some(1132777));
+        assert!(ProcSnapshot::read_in(&fixture(), 999_999).is_none());
+        assert_eq!(start_ticks_in(&fixture(), 999_999), None);
+    }
+
+    #[test]
+    fn the_agent_itself_is_read_at_proc_self() {
+        let me = ProcSnapshot::myself().unwrap();
+        assert_eq!(me.pid, std::process::id() as i32);
+        assert!(me.threads >= 1 && me.rss_bytes > 0);
     }
 }

@@ -14,6 +14,7 @@ pub struct ReadyChecker {
 /// TLS root store (~100 KiB), and most services are probed over TCP and need none.
 fn http_client() -> &'static reqwest::Client {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+    lookout_common::install_tls_provider();
     CLIENT.get_or_init(|| {
         reqwest::Client::builder()
             .no_proxy()

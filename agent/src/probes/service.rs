@@ -5,8 +5,9 @@
 //! Cold start is only observed for an instance the watcher saw before it was ready; a service
 //! already up when the agent starts has no cold start to report (its age is not one).
 
-use super::procinfo::{ProcSnapshot, start_ticks};
+use super::procinfo::{ProcSnapshot, start_ticks_in};
 use super::ready::ReadyChecker;
+use super::root::ProcRoot;
 use super::{ProbeMetrics, matcher};
 use crate::config::ServiceConfig;
 use std::time::{Duration, Instant};
@@ -24,6 +25,7 @@ struct Instance {
 }
 
 pub struct ServiceWatcher {
+    root: ProcRoot,
     cfg: ServiceConfig,
     metrics: ProbeMetrics,
     ready: Option<ReadyChecker>,
@@ -34,12 +36,23 @@ pub struct ServiceWatcher {
 }
 
 impl ServiceWatcher {
+    /// The service's processes under `/proc`.
     pub fn new(cfg: ServiceConfig, metrics: ProbeMetrics, interval: Duration) -> Self {
+        Self::with_root(cfg, metrics, interval, ProcRoot::default())
+    }
+
+    pub fn with_root(
+        cfg: ServiceConfig,
+        metrics: ProbeMetrics,
+        interval: Duration,
+        root: ProcRoot,
+    ) -> Self {
         let ready = cfg
             .ready
             .clone()
             .map(|p| ReadyChecker::new(p, Duration::from_secs(1)));
         Self {
+            root,
             cfg,
             metrics,
             ready,
@@ -75,11 +88,11 @@ impl ServiceWatcher {
         let alive = self
             .instance
             .as_ref()
-            .is_some_and(|i| matcher::still_running(i.pid, i.start_ticks));
+            .is_some_and(|i| matcher::still_running(&self.root, i.pid, i.start_ticks));
         if !alive {
             let previous = self.instance.take();
-            if let Some(pid) = matcher::find(&self.cfg.matcher)
-                && let Some(ticks) = start_ticks(pid)
+            if let Some(pid) = matcher::find_in(&self.root, &self.cfg.matcher)
+                && let Some(ticks) = start_ticks_in(&self.root, pid)
             {
                 if previous.is_some() || self.ever_seen {
                     self.metrics
@@ -97,7 +110,7 @@ impl ServiceWatcher {
                     observe_cold_start: false,
                     last_cpu: None,
                 });
-                if let Some(snap) = ProcSnapshot::read(pid) {
+                if let Some(snap) = ProcSnapshot::read_in(&self.root, pid) {
                     // Started after we began watching: we are seeing its start.
                     let inst = self.instance.as_mut().expect("just set");
                     inst.observe_cold_start =
@@ -112,7 +125,7 @@ impl ServiceWatcher {
             self.metrics.service_absent(&name);
             return self.interval;
         };
-        let Some(main) = ProcSnapshot::read(inst.pid) else {
+        let Some(main) = ProcSnapshot::read_in(&self.root, inst.pid) else {
             self.instance = None;
             self.metrics.service_absent(&name);
             return Duration::from_millis(10);
@@ -121,17 +134,17 @@ impl ServiceWatcher {
         let mut snap = main.clone();
         let all = self.cfg.processes == crate::config::ServiceProcesses::All;
         let mut processes = 1;
-        for pid in matcher::members(inst.pid, &self.cfg.matcher, all) {
+        for pid in matcher::members(&self.root, inst.pid, &self.cfg.matcher, all) {
             if pid == inst.pid {
                 continue;
             }
-            if let Some(other) = ProcSnapshot::read(pid) {
+            if let Some(other) = ProcSnapshot::read_in(&self.root, pid) {
                 snap.absorb(&other);
                 processes += 1;
             }
         }
-        let user_tasks = main.uid.map(matcher::user_tasks);
-        let pids = super::procinfo::pids_limit(inst.pid);
+        let user_tasks = main.uid.map(|uid| matcher::user_tasks(&self.root, uid));
+        let pids = super::cgroup::pids_limit(&self.root, inst.pid);
 
         if !inst.ready
             && let Some(checker) = &self.ready

@@ -222,13 +222,7 @@ impl SeriesStore {
         description: &'static str,
         unit: &'static str,
     ) -> Gauge {
-        let first = self
-            .registered
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_string());
-        if first {
-            let store = Arc::downgrade(self);
+        if self.first_registration(name) {
             let mut builder = meter
                 .f64_observable_gauge(name)
                 .with_description(description);
@@ -236,17 +230,7 @@ impl SeriesStore {
                 builder = builder.with_unit(unit);
             }
             builder
-                .with_callback(move |observer| {
-                    let Some(store) = store.upgrade() else { return };
-                    for (key, value) in store.latest_of(name) {
-                        let attrs: Vec<KeyValue> = key
-                            .labels
-                            .iter()
-                            .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
-                            .collect();
-                        observer.observe(value, &attrs);
-                    }
-                })
+                .with_callback(observe_latest(Arc::downgrade(self), name))
                 .build();
         }
         Gauge {
@@ -256,7 +240,34 @@ impl SeriesStore {
     }
 }
 
+/// The callback of an observable instrument that exports the latest value of every series
+/// named `name`. It holds the store weakly: a dropped store exports nothing.
+fn observe_latest(
+    store: std::sync::Weak<SeriesStore>,
+    name: &'static str,
+) -> impl Fn(&dyn opentelemetry::metrics::AsyncInstrument<f64>) + Send + Sync + 'static {
+    move |observer| {
+        let Some(store) = store.upgrade() else { return };
+        for (key, value) in store.latest_of(name) {
+            let attrs: Vec<KeyValue> = key
+                .labels
+                .iter()
+                .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
+                .collect();
+            observer.observe(value, &attrs);
+        }
+    }
+}
+
 impl SeriesStore {
+    /// Whether `name` is registered here for the first time (an instrument is built once).
+    fn first_registration(&self, name: &str) -> bool {
+        self.registered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string())
+    }
+
     /// A counter named `name` (its Prometheus name, ending in `_total`) whose running total a
     /// probe reads from the kernel and [`Gauge::set`]s, exported as an observable counter
     /// (named without `_total`, which the Prometheus exporter adds back). The store keeps the
@@ -268,13 +279,7 @@ impl SeriesStore {
         description: &'static str,
         unit: &'static str,
     ) -> Gauge {
-        let first = self
-            .registered
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_string());
-        if first {
-            let store = Arc::downgrade(self);
+        if self.first_registration(name) {
             let mut builder = meter
                 .f64_observable_counter(name.strip_suffix("_total").unwrap_or(name))
                 .with_description(description);
@@ -282,17 +287,7 @@ impl SeriesStore {
                 builder = builder.with_unit(unit);
             }
             builder
-                .with_callback(move |observer| {
-                    let Some(store) = store.upgrade() else { return };
-                    for (key, value) in store.latest_of(name) {
-                        let attrs: Vec<KeyValue> = key
-                            .labels
-                            .iter()
-                            .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
-                            .collect();
-                        observer.observe(value, &attrs);
-                    }
-                })
+                .with_callback(observe_latest(Arc::downgrade(self), name))
                 .build();
         }
         Gauge {

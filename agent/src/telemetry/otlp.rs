@@ -291,6 +291,7 @@ impl TlsPem {
     /// The HTTP client of the http/protobuf exporter: the given CA only, else the system's.
     fn reqwest(&self) -> Result<reqwest::Client, TelemetryError> {
         let bad = |what: &str, e: reqwest::Error| TelemetryError::Otlp(format!("OTLP {what}: {e}"));
+        lookout_common::install_tls_provider();
         let mut b = reqwest::Client::builder();
         if let Some(pem) = &self.ca {
             let certs =

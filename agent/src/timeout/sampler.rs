@@ -13,6 +13,7 @@ use std::fs::File;
 use std::io::ErrorKind;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicI64, Ordering};
 use thiserror::Error;
 
 /// How often the thread list is re-read: a new thread is looked at within this, well inside
@@ -44,7 +45,40 @@ pub enum SampleError {
     Io(i32, std::io::Error),
 }
 
+/// File descriptors the samplers of this process may hold between them (two per followed
+/// thread). Unlimited until the daemon sets it from RLIMIT_NOFILE: what is left after HTTP
+/// connections and everything else, so that a watched service with thousands of threads makes
+/// threads go unsampled (and says so) instead of starving accept(2) and the caches of fds.
+static FD_BUDGET: AtomicI64 = AtomicI64::new(i64::MAX);
+
+/// Set the fd budget of all samplers (see [`FD_BUDGET`]).
+pub fn set_fd_budget(fds: u64) {
+    FD_BUDGET.store(fds.min(i64::MAX as u64) as i64, Ordering::Relaxed);
+}
+
+/// Two fds of [`FD_BUDGET`], given back on drop.
+struct FdTicket;
+
+impl FdTicket {
+    fn take() -> Option<Self> {
+        let left = FD_BUDGET.fetch_sub(2, Ordering::AcqRel);
+        if left < 2 {
+            FD_BUDGET.fetch_add(2, Ordering::AcqRel);
+            return None;
+        }
+        Some(FdTicket)
+    }
+}
+
+impl Drop for FdTicket {
+    fn drop(&mut self) {
+        FD_BUDGET.fetch_add(2, Ordering::AcqRel);
+    }
+}
+
 struct ThreadFiles {
+    /// The budget of the two files below.
+    _fds: FdTicket,
     syscall: File,
     schedstat: File,
     comm: std::sync::Arc<str>,
@@ -170,16 +204,21 @@ impl ProcessSampler {
     fn rescan(&mut self, at: f64) -> Result<(), SampleError> {
         let dir = format!("/proc/{}/task", self.pid);
         let entries = std::fs::read_dir(&dir).map_err(|e| classify_error(self.pid, e))?;
-        let mut seen = Vec::new();
+        // A set: with thousands of threads a list made this rescan quadratic.
+        let mut seen = std::collections::HashSet::new();
         self.unsampled = 0;
         for e in entries.flatten() {
             let Some(tid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
                 continue;
             };
-            seen.push(tid);
+            seen.insert(tid);
             if self.threads.contains_key(&tid) {
                 continue;
             }
+            let Some(ticket) = FdTicket::take() else {
+                self.unsampled += 1;
+                continue;
+            };
             let base = format!("{dir}/{tid}");
             let (syscall, schedstat) = match (
                 File::open(format!("{base}/syscall")),
@@ -203,6 +242,7 @@ impl ProcessSampler {
             self.threads.insert(
                 tid,
                 ThreadFiles {
+                    _fds: ticket,
                     syscall,
                     schedstat,
                     comm: comm.into(),

@@ -86,13 +86,13 @@ fn run(ctx: Context, cfg: TimeoutConfig, services: Vec<(String, ProcessMatch)>) 
         ),
         unsampled: ctx.series.gauge(
             &ctx.meter,
-            "lookout_timeout_unsampled_threads",
+            super::names::UNSAMPLED_THREADS,
             "Threads of a watched service the timeout detector cannot sample (no file descriptor left)",
             "{thread}",
         ),
         errors: ctx
             .meter
-            .u64_counter("lookout_timeout_sample_errors")
+            .u64_counter(super::names::SAMPLE_ERRORS)
             .with_description("Samples the timeout detector could not take, by reason")
             .build(),
     };

@@ -161,6 +161,7 @@ fn throughput(rt: &tokio::runtime::Runtime) {
         let tracker = tracker_for(&cluster, 64);
         wait_primary(&tracker).await;
         let url = format!("{}/item", cluster.urls[0]);
+        lookout_common::install_tls_provider();
         let direct_client = reqwest::Client::builder()
             .no_proxy()
             .tcp_nodelay(true)
@@ -323,6 +324,7 @@ fn herd(rt: &tokio::runtime::Runtime) {
         println!("generation design  {per:>7.2} discovery calls per failover   ({failed} requests failed)");
 
         let cluster = start_cluster(3).await;
+        lookout_common::install_tls_provider();
         let naive = Arc::new(Naive {
             primary: ArcSwap::from_pointee(cluster.urls[0].clone()),
             replicas: cluster.urls.clone(),

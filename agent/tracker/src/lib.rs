@@ -8,9 +8,11 @@
 //! signal (421, refused or reset connection, timeout, a status of `failover_statuses`), it asks
 //! for re-discovery *of g*:
 //! - a 421 with `X-Primary` names the new primary: it is adopted at once, no discovery call;
-//! - otherwise only the first asker runs discovery (single flight, a `tokio::sync::Mutex`
-//!   taken with `try`-semantics through `select!`); the others wait for a generation above `g`
-//!   on a `watch` channel, bounded by their deadline;
+//! - otherwise the first asker starts one discovery task for `g` (single flight: an atomic
+//!   "started for" mark, then a `tokio::sync::Mutex` so generations never overlap); every
+//!   asker, the first included, waits for a generation above `g` on a `watch` channel, bounded
+//!   by its deadline. The discovery runs on its own task, detached from the requests: a client
+//!   that disconnects cancels only its own wait;
 //! - nobody re-discovers a generation that has already moved on.
 //!
 //! Every completed discovery publishes generation `g + 1` (with the primary found, or none when
@@ -345,6 +347,11 @@ pub struct Tracker {
     /// Failed discoveries in a row, for backoff between them.
     failed_discoveries: AtomicU64,
     discoveries: AtomicU64,
+    /// One more than the newest generation a discovery task was started for: one task per
+    /// generation, however many requests ask.
+    discovery_started: AtomicU64,
+    /// This tracker, for the discovery tasks it spawns.
+    me: std::sync::Weak<Tracker>,
 }
 
 impl Tracker {
@@ -362,6 +369,7 @@ impl Tracker {
         };
         // Redirects are never followed: a replica answering `302 Location: <anywhere>` would
         // otherwise make the agent fetch from any host its network identity reaches (SSRF).
+        lookout_common::install_tls_provider();
         let client = reqwest::Client::builder()
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
@@ -381,7 +389,7 @@ impl Tracker {
             .map_err(client_err)?;
         let resolver = Resolver::new(discovery, discovery_client, settings.discovery_timeout);
         let (published, _) = watch::channel(0);
-        Ok(Arc::new(Self {
+        Ok(Arc::new_cyclic(|me| Self {
             service: service.to_string(),
             metrics: TrackerMetrics::new(meter, service),
             events: broadcast::channel(EVENT_BUFFER).0,
@@ -399,6 +407,8 @@ impl Tracker {
             publish_lock: std::sync::Mutex::new(()),
             failed_discoveries: AtomicU64::new(0),
             discoveries: AtomicU64::new(0),
+            discovery_started: AtomicU64::new(0),
+            me: me.clone(),
         }))
     }
 
@@ -544,22 +554,36 @@ impl Tracker {
             }
         }
         let mut rx = self.published.subscribe();
+        self.start_discovery(seen);
         loop {
             if self.generation() != seen {
                 return;
             }
             tokio::select! {
-                biased;
-                _guard = self.flight.lock() => {
-                    if self.generation() == seen {
-                        self.discover(seen).await;
-                    }
-                    return;
-                }
                 changed = rx.changed() => if changed.is_err() { return },
                 _ = tokio::time::sleep_until(deadline.into()) => return,
             }
         }
+    }
+
+    /// Start the discovery of generation `seen` on its own task, once per generation: a
+    /// caller that stops waiting (a request whose client went away) cancels only its wait,
+    /// never the discovery the others are waiting for.
+    fn start_discovery(&self, seen: u64) {
+        let key = seen + 1;
+        if self.discovery_started.fetch_max(key, Ordering::AcqRel) >= key {
+            return;
+        }
+        let Some(me) = self.me.upgrade() else {
+            return;
+        };
+        tokio::spawn(async move {
+            // `flight` keeps discoveries of successive generations from overlapping.
+            let _guard = me.flight.lock().await;
+            if me.generation() == seen {
+                me.discover(seen).await;
+            }
+        });
     }
 
     /// Wait between failed discoveries: 50 ms doubling to 2 s.
@@ -1135,5 +1159,72 @@ mod tests {
         );
         let err = t.get_bytes("relative").await.unwrap_err();
         assert!(matches!(err, TrackerError::BadRequest(_)), "{err}");
+    }
+
+    /// A replica that answers `GET /primary` after `delay`, naming itself; counts the asks.
+    async fn slow_replica(delay: Duration) -> (String, Arc<AtomicU64>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let asks = Arc::new(AtomicU64::new(0));
+        let (me, counter) = (base.clone(), asks.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                let me = me.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = sock.read(&mut buf).await;
+                    tokio::time::sleep(delay).await;
+                    let body = format!("{{\"primary\":\"{me}\"}}");
+                    let reply = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = sock.write_all(reply.as_bytes()).await;
+                });
+            }
+        });
+        (base, asks)
+    }
+
+    /// Discovery runs detached from the request that asked for it: requests that give up
+    /// (a client disconnecting drops the handler's future) do not cancel it, and however
+    /// many ask, the replicas are asked once.
+    #[tokio::test]
+    async fn discovery_outlives_the_requests_that_asked_for_it() {
+        let (replica, asks) = slow_replica(Duration::from_millis(300)).await;
+        let discovery = Discovery::Http(vec![replica.clone()]);
+        let settings = Settings::default().discovery_timeout(Duration::from_secs(2));
+        let meter = opentelemetry::global::meter("test");
+        let t = Tracker::new("detached", &discovery, settings, &meter).unwrap();
+        // Eight callers, each dropped after 50 ms, long before the replica answers.
+        let mut callers = Vec::new();
+        for _ in 0..8 {
+            let t = t.clone();
+            callers.push(tokio::spawn(async move {
+                let deadline = Instant::now() + Duration::from_secs(2);
+                let _ = tokio::time::timeout(
+                    Duration::from_millis(50),
+                    t.rediscover(0, None, deadline),
+                )
+                .await;
+            }));
+        }
+        for c in callers {
+            c.await.unwrap();
+        }
+        assert!(t.primary().is_none(), "the replica has not answered yet");
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert_eq!(
+            t.primary().map(|p| p.base.to_string()),
+            Some(replica),
+            "the discovery was cancelled with its requests"
+        );
+        assert_eq!(t.discoveries(), 1);
+        assert_eq!(asks.load(Ordering::Relaxed), 1);
     }
 }

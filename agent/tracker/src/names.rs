@@ -18,6 +18,10 @@ pub const REQUEST_DURATION_SECONDS: &str = "lookout_tracker_request_duration_sec
 
 /// [`PRIMARY_CHANGES`] as Prometheus exposes it.
 pub const PRIMARY_CHANGES_TOTAL: &str = "lookout_primary_changes_total";
+/// [`REQUESTS`] as Prometheus exposes it.
+pub const REQUESTS_TOTAL: &str = "lookout_tracker_requests_total";
+/// [`PRIMARY_UNAVAILABLE_SECONDS`] as Prometheus exposes it.
+pub const PRIMARY_UNAVAILABLE_SECONDS_TOTAL: &str = "lookout_primary_unavailable_seconds_total";
 /// [`THROTTLED`] as Prometheus exposes it.
 pub const THROTTLED_TOTAL: &str = "lookout_tracker_throttled_total";
 

@@ -58,6 +58,11 @@ impl Azurite {
         az
     }
 
+    /// The Azurite process, for a nemesis that stops it (SIGSTOP) to make an outage.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}/{AZURITE_ACCOUNT}", self.port)
     }
@@ -267,12 +272,16 @@ pub fn check(
         }
         prefix.push((r.end, best.0, best.1));
     }
+    let t0 = reads.iter().map(|r| r.start).min();
+    let at = |t: Instant| t0.map(|t0| t.duration_since(t0)).unwrap_or_default();
     for r in reads.iter().filter(|r| r.strong) {
         let i = prefix.partition_point(|(e, _, _)| *e < r.start);
         if i > 0 && prefix[i - 1].1 > r.version {
             v.violations.push(format!(
-                "strong read on server {} returned {} after server {} had returned {}",
+                "strong read on server {} over {:?}..{:?} returned {} after server {} had returned {}",
                 r.server,
+                at(r.start),
+                at(r.end),
                 r.version,
                 prefix[i - 1].2,
                 prefix[i - 1].1
@@ -305,6 +314,41 @@ pub fn check(
         }
     }
     v
+}
+
+/// Same version ⇒ same bytes, on every agent and every read: `reads` are (agent, version,
+/// content hash). One violation per version served with a second hash.
+pub fn same_version_same_bytes(reads: &[(usize, u64, String)]) -> Vec<String> {
+    let mut first: BTreeMap<u64, (usize, &str)> = BTreeMap::new();
+    let mut violations = Vec::new();
+    let mut reported = std::collections::BTreeSet::new();
+    for (agent, version, sha) in reads {
+        let (a0, s0) = *first.entry(*version).or_insert((*agent, sha));
+        if s0 != sha && reported.insert(*version) {
+            violations.push(format!(
+                "version {version}: agent {a0} served {}…, agent {agent} served {}…",
+                &s0[..s0.len().min(12)],
+                &sha[..sha.len().min(12)]
+            ));
+        }
+    }
+    violations
+}
+
+#[test]
+fn same_version_same_bytes_catches_two_bodies() {
+    let ok = [
+        (0, 1, "aa".to_string()),
+        (1, 1, "aa".into()),
+        (1, 2, "bb".into()),
+    ];
+    assert!(same_version_same_bytes(&ok).is_empty());
+    let bad = [
+        (0, 1, "aa".to_string()),
+        (1, 1, "cc".into()),
+        (1, 1, "cc".into()),
+    ];
+    assert_eq!(same_version_same_bytes(&bad).len(), 1);
 }
 
 #[test]

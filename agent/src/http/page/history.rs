@@ -33,9 +33,9 @@ pub const ROLLED: &[&str] = &[
     names::SYSTEM_LOAD,
     names::SYSTEM_NETWORK_IO,
     names::SYSTEM_DISK_IO,
-    "lookout_cache_staleness_seconds",
-    "lookout_tracker_in_flight",
-    "lookout_host_anomaly_rate",
+    lookout_cache::names::STALENESS_SECONDS,
+    lookout_tracker::names::IN_FLIGHT,
+    crate::anomaly::RATE,
 ];
 
 /// Per-minute means by series: (store time of the minute's middle, mean).

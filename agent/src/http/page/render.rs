@@ -113,7 +113,7 @@ struct Page<'a> {
 /// The store names of the gauges whose OpenTelemetry name differs from the Prometheus one.
 fn store_name(prom: &str) -> &str {
     match prom {
-        "process_thread_count" => crate::alerting::rules::series::THREADS,
+        crate::probes::names::THREAD_COUNT_PROMETHEUS => crate::alerting::rules::series::THREADS,
         other => other,
     }
 }
@@ -242,7 +242,7 @@ impl<'a> Page<'a> {
         let host = escape(self.input.host).into_owned();
         let version = self
             .m()
-            .all("lookout_build_info")
+            .all(crate::probes::names::BUILD_INFO)
             .first()
             .and_then(|s| s.label("version"))
             .unwrap_or(crate::telemetry::VERSION)
@@ -307,7 +307,7 @@ impl<'a> Page<'a> {
                 active.len() - pages
             );
         }
-        let up = self.m().all("lookout_service_up");
+        let up = self.m().all(crate::probes::names::SERVICE_UP);
         let n_up = up.iter().filter(|s| s.value >= 1.0).count();
         if !up.is_empty() {
             let class = if n_up == up.len() { "ok" } else { "bad" };
@@ -319,11 +319,11 @@ impl<'a> Page<'a> {
         }
         let lagging = self
             .m()
-            .all("lookout_cache_version_lag")
+            .all(lookout_cache::names::VERSION_LAG)
             .iter()
             .filter(|s| s.value > 0.0)
             .count();
-        let caches = self.m().all("lookout_cache_version").len();
+        let caches = self.m().all(lookout_cache::names::VERSION).len();
         if caches > 0 {
             let class = if lagging == 0 { "ok" } else { "warn" };
             w!(
@@ -331,7 +331,7 @@ impl<'a> Page<'a> {
                 r##"<a class="chip {class}" href="#caches">caches {caches}, behind {lagging}</a>"##
             );
         }
-        let trackers = self.m().all("lookout_primary_up");
+        let trackers = self.m().all(lookout_tracker::names::PRIMARY_UP);
         if !trackers.is_empty() {
             let known = trackers.iter().filter(|s| s.value >= 1.0).count();
             let class = if known == trackers.len() { "ok" } else { "bad" };
@@ -341,7 +341,7 @@ impl<'a> Page<'a> {
                 trackers.len()
             );
         }
-        if let Some(rate) = self.m().get("lookout_host_anomaly_rate", &[]) {
+        if let Some(rate) = self.m().get(crate::anomaly::RATE, &[]) {
             let class = if rate.value >= crate::anomaly::EVENT_ON {
                 "warn"
             } else {
@@ -502,7 +502,9 @@ impl<'a> Page<'a> {
     }
 
     fn services(&mut self) {
-        let mut names = self.m().label_values("lookout_service_up", "service");
+        let mut names = self
+            .m()
+            .label_values(crate::probes::names::SERVICE_UP, "service");
         // The agent itself last: the watched services are what the page is about.
         names.sort_by_key(|n| n == crate::probes::host::SELF_SERVICE);
         w!(
@@ -547,24 +549,26 @@ impl<'a> Page<'a> {
             self.out
                 .push_str(r#" <span class="meta">(this agent)</span>"#);
         }
-        self.badge("lookout_service_up", &l, ("up", "down"));
-        if let Some(init) = self.m().get("lookout_service_initializing_seconds", &l)
+        self.badge(crate::probes::names::SERVICE_UP, &l, ("up", "down"));
+        if let Some(init) = self.m().get(crate::probes::names::INITIALIZING, &l)
             && init.value > 0.0
         {
             self.out
                 .push_str(r#" <span class="badge warn">starting for "#);
             let init = init.clone();
-            self.value("lookout_service_initializing_seconds", &init, Unit::Seconds);
+            self.value(crate::probes::names::INITIALIZING, &init, Unit::Seconds);
             self.out.push_str("</span>");
         }
         self.out.push_str("</h3>");
 
         // Threads against every limit that applies.
-        let mut chart = Chart::new("Threads", Unit::Named("threads"))
-            .line("threads", self.history("process_thread_count", &l));
+        let mut chart = Chart::new("Threads", Unit::Named("threads")).line(
+            "threads",
+            self.history(crate::probes::names::THREAD_COUNT_PROMETHEUS, &l),
+        );
         let mut limits: Vec<(String, f64)> = self
             .m()
-            .matching("lookout_service_thread_limit", &l)
+            .matching(crate::probes::names::THREAD_LIMIT, &l)
             .filter_map(|s| Some((s.label("kind")?.to_string(), s.value)))
             .collect();
         limits.sort_by(|a, b| a.0.cmp(&b.0));
@@ -599,17 +603,22 @@ impl<'a> Page<'a> {
         self.out.push_str(r#"<div class="cols"><div>"#);
         chart.render(&mut self.out);
         self.out.push_str(r#"<div class="src">"#);
-        self.metric_link("process_thread_count", &l);
+        self.metric_link(crate::probes::names::THREAD_COUNT_PROMETHEUS, &l);
         self.out.push_str(" · ");
-        self.metric_link("lookout_service_thread_limit", &l);
+        self.metric_link(crate::probes::names::THREAD_LIMIT, &l);
         self.out.push_str("</div></div><table>");
         self.row(
             "threads",
-            "process_thread_count",
+            crate::probes::names::THREAD_COUNT_PROMETHEUS,
             &l,
             Unit::Named("threads"),
         );
-        self.row("processes", "lookout_service_processes", &l, Unit::Count);
+        self.row(
+            "processes",
+            crate::probes::names::PROCESSES,
+            &l,
+            Unit::Count,
+        );
         for (kind, _) in &limits {
             let ll = [("kind", kind.as_str()), ("service", name)];
             let title = match kind.as_str() {
@@ -618,50 +627,60 @@ impl<'a> Page<'a> {
                 "cgroup_pids" => "cgroup pids.max",
                 other => other,
             };
-            self.row(title, "lookout_service_thread_limit", &ll, Unit::Count);
+            self.row(title, crate::probes::names::THREAD_LIMIT, &ll, Unit::Count);
         }
-        self.row("CPU", "process_cpu_utilization_ratio", &l, Unit::Percent);
+        self.row(
+            "CPU",
+            crate::probes::names::CPU_UTILIZATION,
+            &l,
+            Unit::Percent,
+        );
         self.row(
             "memory (RSS)",
-            "process_resident_memory_bytes",
+            crate::probes::names::RESIDENT_MEMORY,
             &l,
             Unit::Bytes,
         );
-        self.row("open fds", "process_open_fds", &l, Unit::Named("fds"));
+        self.row(
+            "open fds",
+            crate::probes::names::OPEN_FDS,
+            &l,
+            Unit::Named("fds"),
+        );
         self.row(
             "restarts",
-            "lookout_service_restarts_total",
+            crate::probes::names::RESTARTS_TOTAL,
             &l,
             Unit::Count,
         );
-        if let Some(start) = self.m().get("process_start_time_seconds", &l).cloned() {
+        if let Some(start) = self.m().get(crate::probes::names::START_TIME, &l).cloned() {
             self.out.push_str("<tr><th>started</th><td colspan=\"2\">");
             w!(
                 self.out,
                 r#"<span class="v" data-metric="{}" data-value="{}">{}</span> ({} ago)"#,
-                escape(&series_key("process_start_time_seconds", &start.labels)),
+                escape(&series_key(crate::probes::names::START_TIME, &start.labels)),
                 escape(&start.raw),
                 utc_datetime(start.value),
                 format_value((self.input.now_unix - start.value).max(0.0), Unit::Seconds)
             );
             self.out.push_str("</td><td class=\"src\">");
-            self.metric_link_short("process_start_time_seconds", &l);
+            self.metric_link_short(crate::probes::names::START_TIME, &l);
             self.out.push_str("</td></tr>");
         }
         self.row(
             "last cold start",
-            "lookout_service_last_cold_start_seconds",
+            crate::probes::names::LAST_COLD_START,
             &l,
             Unit::Seconds,
         );
         self.row(
             "cold start budget",
-            "lookout_service_cold_start_budget_seconds",
+            crate::alerting::names::metrics::COLD_START_BUDGET,
             &l,
             Unit::Seconds,
         );
         self.out.push_str("</table>");
-        if let Some(h) = self.m().histogram("lookout_service_cold_start_seconds", &l) {
+        if let Some(h) = self.m().histogram(crate::probes::names::COLD_START, &l) {
             self.out.push_str("<div>");
             w!(
                 self.out,
@@ -681,7 +700,7 @@ impl<'a> Page<'a> {
                 420,
             );
             self.out.push_str(r#"<div class="src">"#);
-            self.metric_link("lookout_service_cold_start_seconds_bucket", &l);
+            self.metric_link(&format!("{}_bucket", crate::probes::names::COLD_START), &l);
             self.out.push_str("</div></div>");
         }
         self.out.push_str("</div></article>");
@@ -693,14 +712,19 @@ impl<'a> Page<'a> {
             r#"<section id="host"><h2>Host <small>{}</small></h2><div class="card"><div class="cols"><div>"#,
             escape(self.input.host)
         );
-        let mut chart = Chart::new("Threads on the host", Unit::Named("threads"))
-            .line("threads", self.history("system_thread_count", &[]));
+        let mut chart = Chart::new("Threads on the host", Unit::Named("threads")).line(
+            "threads",
+            self.history(crate::probes::names::SYSTEM_THREADS, &[]),
+        );
         let mut limits = Vec::new();
         for (kind, label) in [
             ("threads_max", "kernel.threads-max"),
             ("pid_max", "kernel.pid_max"),
         ] {
-            if let Some(s) = self.m().get("system_thread_limit", &[("kind", kind)]) {
+            if let Some(s) = self
+                .m()
+                .get(crate::probes::names::SYSTEM_THREAD_LIMIT, &[("kind", kind)])
+            {
                 chart = chart.threshold(label, s.value, false);
                 limits.push(s.value);
             }
@@ -715,45 +739,50 @@ impl<'a> Page<'a> {
         }
         chart.render(&mut self.out);
         self.out.push_str(r#"<div class="src">"#);
-        self.metric_link("system_thread_count", &[]);
+        self.metric_link(crate::probes::names::SYSTEM_THREADS, &[]);
         self.out.push_str(" · ");
-        self.metric_link("system_thread_limit", &[]);
+        self.metric_link(crate::probes::names::SYSTEM_THREAD_LIMIT, &[]);
         self.out.push_str("</div></div><table>");
         self.row(
             "threads",
-            "system_thread_count",
+            crate::probes::names::SYSTEM_THREADS,
             &[],
             Unit::Named("threads"),
         );
         self.row(
             "threads-max",
-            "system_thread_limit",
+            crate::probes::names::SYSTEM_THREAD_LIMIT,
             &[("kind", "threads_max")],
             Unit::Count,
         );
         self.row(
             "pid_max",
-            "system_thread_limit",
+            crate::probes::names::SYSTEM_THREAD_LIMIT,
             &[("kind", "pid_max")],
             Unit::Count,
         );
         self.row(
             "CPU busy",
-            "system_cpu_utilization_ratio",
+            crate::probes::names::SYSTEM_CPU_UTILIZATION,
             &[],
             Unit::Percent,
         );
-        self.row("memory used", "system_memory_used_bytes", &[], Unit::Bytes);
+        self.row(
+            "memory used",
+            crate::probes::names::SYSTEM_MEMORY_USED,
+            &[],
+            Unit::Bytes,
+        );
         self.row(
             "memory used (share)",
-            "system_memory_utilization_ratio",
+            crate::probes::names::SYSTEM_MEMORY_UTILIZATION,
             &[],
             Unit::Percent,
         );
         for period in ["1m", "5m", "15m"] {
             self.row(
                 &format!("load {period}"),
-                "system_load_average",
+                crate::probes::names::SYSTEM_LOAD,
                 &[("period", period)],
                 Unit::Count,
             );
@@ -765,7 +794,7 @@ impl<'a> Page<'a> {
         ] {
             self.row(
                 title,
-                "system_network_io_bytes_total",
+                crate::probes::names::SYSTEM_NETWORK_IO,
                 &[("direction", dir)],
                 Unit::Bytes,
             );
@@ -773,7 +802,7 @@ impl<'a> Page<'a> {
         for (dir, title) in [("read", "disk read"), ("write", "disk written")] {
             self.row(
                 title,
-                "system_disk_io_bytes_total",
+                crate::probes::names::SYSTEM_DISK_IO,
                 &[("direction", dir)],
                 Unit::Bytes,
             );
@@ -802,7 +831,9 @@ impl<'a> Page<'a> {
     }
 
     fn caches(&mut self) {
-        let names = self.m().label_values("lookout_cache_version", "cache");
+        let names = self
+            .m()
+            .label_values(lookout_cache::names::VERSION, "cache");
         w!(
             self.out,
             r#"<section id="caches"><h2>Caches <small>{} configured</small></h2><div class="card">"#,
@@ -822,24 +853,24 @@ impl<'a> Page<'a> {
                 r#"<tr data-cache="{0}"><td><b>{0}</b></td><td class="num">"#,
                 escape(name)
             );
-            self.value_of("lookout_cache_version", &l, Unit::Count);
+            self.value_of(lookout_cache::names::VERSION, &l, Unit::Count);
             self.out.push_str(r#"</td><td class="num">"#);
-            self.value_of("lookout_cache_blob_version", &l, Unit::Count);
+            self.value_of(lookout_cache::names::BLOB_VERSION, &l, Unit::Count);
             self.out.push_str(r#"</td><td class="num">"#);
-            self.value_of("lookout_cache_version_lag", &l, Unit::Count);
+            self.value_of(lookout_cache::names::VERSION_LAG, &l, Unit::Count);
             self.out.push_str(r#"</td><td class="num">"#);
-            self.value_of("lookout_cache_staleness_seconds", &l, Unit::Seconds);
+            self.value_of(lookout_cache::names::STALENESS_SECONDS, &l, Unit::Seconds);
             self.out.push_str("</td><td>");
             let stale_at = self
                 .m()
-                .get("lookout_cache_check_interval_seconds", &l)
+                .get(crate::alerting::names::metrics::CACHE_CHECK_INTERVAL, &l)
                 .map(|s| s.value * rule_threshold(names::CACHE_STALE));
-            let h = self.history("lookout_cache_staleness_seconds", &l);
+            let h = self.history(lookout_cache::names::STALENESS_SECONDS, &l);
             if h.len() > 1 {
                 chart::sparkline(&mut self.out, &h, 120, 22, stale_at);
             }
             self.out.push_str("</td><td>");
-            self.badge("lookout_cache_blob_up", &l, ("up", "failing"));
+            self.badge(lookout_cache::names::BLOB_UP, &l, ("up", "failing"));
             self.out.push_str("</td><td>");
             let phases = self
                 .input
@@ -862,23 +893,23 @@ impl<'a> Page<'a> {
             }
             self.out.push_str("</td><td>");
             self.breakdown(
-                "lookout_cache_source_loads_total",
+                lookout_cache::names::SOURCE_LOADS_TOTAL,
                 ("cache", name),
                 "outcome",
             );
             self.out.push_str("</td><td>");
-            self.breakdown("lookout_cache_errors_total", ("cache", name), "kind");
+            self.breakdown(lookout_cache::names::ERRORS_TOTAL, ("cache", name), "kind");
             self.out.push_str("</td></tr>");
         }
         self.out.push_str(r#"</table><div class="src">"#);
         for (i, n) in [
-            "lookout_cache_version",
-            "lookout_cache_blob_version",
-            "lookout_cache_version_lag",
-            "lookout_cache_staleness_seconds",
-            "lookout_cache_refresh_duration_seconds",
-            "lookout_cache_source_loads_total",
-            "lookout_cache_errors_total",
+            lookout_cache::names::VERSION,
+            lookout_cache::names::BLOB_VERSION,
+            lookout_cache::names::VERSION_LAG,
+            lookout_cache::names::STALENESS_SECONDS,
+            lookout_cache::names::REFRESH_DURATION_SECONDS,
+            lookout_cache::names::SOURCE_LOADS_TOTAL,
+            lookout_cache::names::ERRORS_TOTAL,
         ]
         .iter()
         .enumerate()
@@ -899,7 +930,7 @@ impl<'a> Page<'a> {
     fn trackers(&mut self) {
         let names = self
             .m()
-            .label_values("lookout_primary_generation", "service");
+            .label_values(lookout_tracker::names::PRIMARY_GENERATION, "service");
         w!(
             self.out,
             r#"<section id="trackers"><h2>Primary trackers <small>{} configured</small></h2><div class="card">"#,
@@ -919,7 +950,11 @@ impl<'a> Page<'a> {
                 escape(name)
             );
             let view = self.input.trackers.iter().find(|t| &t.service == name);
-            self.badge("lookout_primary_up", &l, ("known", "none known"));
+            self.badge(
+                lookout_tracker::names::PRIMARY_UP,
+                &l,
+                ("known", "none known"),
+            );
             if let Some(url) = view.and_then(|v| v.primary.as_deref()) {
                 w!(
                     self.out,
@@ -929,26 +964,30 @@ impl<'a> Page<'a> {
                 );
             }
             self.out.push_str(r#"</td><td class="num">"#);
-            self.value_of("lookout_primary_generation", &l, Unit::Count);
-            self.out.push_str(r#"</td><td class="num">"#);
-            self.value_of("lookout_primary_changes_total", &l, Unit::Count);
+            self.value_of(lookout_tracker::names::PRIMARY_GENERATION, &l, Unit::Count);
             self.out.push_str(r#"</td><td class="num">"#);
             self.value_of(
-                "lookout_primary_unavailable_seconds_total",
+                lookout_tracker::names::PRIMARY_CHANGES_TOTAL,
+                &l,
+                Unit::Count,
+            );
+            self.out.push_str(r#"</td><td class="num">"#);
+            self.value_of(
+                lookout_tracker::names::PRIMARY_UNAVAILABLE_SECONDS_TOTAL,
                 &l,
                 Unit::Seconds,
             );
             self.out.push_str(r#"</td><td class="num">"#);
-            self.value_of("lookout_tracker_throttled_total", &l, Unit::Count);
+            self.value_of(lookout_tracker::names::THROTTLED_TOTAL, &l, Unit::Count);
             self.out.push_str(r#"</td><td class="num">"#);
-            self.value_of("lookout_tracker_in_flight", &l, Unit::Count);
-            let h = self.history("lookout_tracker_in_flight", &l);
+            self.value_of(lookout_tracker::names::IN_FLIGHT, &l, Unit::Count);
+            let h = self.history(lookout_tracker::names::IN_FLIGHT, &l);
             if h.len() > 1 {
                 chart::sparkline(&mut self.out, &h, 90, 20, None);
             }
             self.out.push_str("</td><td>");
             self.breakdown(
-                "lookout_tracker_requests_total",
+                lookout_tracker::names::REQUESTS_TOTAL,
                 ("service", name),
                 "outcome",
             );
@@ -956,12 +995,12 @@ impl<'a> Page<'a> {
         }
         self.out.push_str(r#"</table><div class="src">"#);
         for (i, n) in [
-            "lookout_primary_generation",
-            "lookout_primary_changes_total",
-            "lookout_primary_unavailable_seconds_total",
-            "lookout_tracker_throttled_total",
-            "lookout_tracker_in_flight",
-            "lookout_tracker_requests_total",
+            lookout_tracker::names::PRIMARY_GENERATION,
+            lookout_tracker::names::PRIMARY_CHANGES_TOTAL,
+            lookout_tracker::names::PRIMARY_UNAVAILABLE_SECONDS_TOTAL,
+            lookout_tracker::names::THROTTLED_TOTAL,
+            lookout_tracker::names::IN_FLIGHT,
+            lookout_tracker::names::REQUESTS_TOTAL,
         ]
         .iter()
         .enumerate()
@@ -977,8 +1016,8 @@ impl<'a> Page<'a> {
     fn anomalies(&mut self) {
         const TOP: usize = 6;
         self.out.push_str(r#"<section id="anomalies"><h2>Anomaly scores <small>the series least like their own history, now</small></h2><div class="card">"#);
-        let rate = self.history("lookout_host_anomaly_rate", &[]);
-        if self.m().get("lookout_host_anomaly_rate", &[]).is_none() {
+        let rate = self.history(crate::anomaly::RATE, &[]);
+        if self.m().get(crate::anomaly::RATE, &[]).is_none() {
             self.out.push_str(r#"<span class="empty">The anomaly detector is off ([detectors.anomaly] enabled = false).</span></div></section>"#);
             return;
         }
@@ -989,20 +1028,15 @@ impl<'a> Page<'a> {
         chart.y_range = None;
         chart.render(&mut self.out);
         self.out.push_str(r#"<div class="src">"#);
-        self.metric_link("lookout_host_anomaly_rate", &[]);
+        self.metric_link(crate::anomaly::RATE, &[]);
         self.out.push_str("</div></div><table>");
-        self.row(
-            "anomalous share",
-            "lookout_host_anomaly_rate",
-            &[],
-            Unit::Percent,
-        );
-        self.row("event active", "lookout_anomaly_event", &[], Unit::Count);
+        self.row("anomalous share", crate::anomaly::RATE, &[], Unit::Percent);
+        self.row("event active", crate::anomaly::EVENT, &[], Unit::Count);
         self.out.push_str("</table></div>");
 
         let mut scores: Vec<&Sample> = self
             .m()
-            .all("lookout_anomaly_score")
+            .all(crate::anomaly::SCORE)
             .iter()
             .filter(|s| s.value > 0.0 && s.label("metric").is_some())
             .collect();
@@ -1053,16 +1087,16 @@ impl<'a> Page<'a> {
             let ml = [("metric", metric.as_str())];
             let mut sc = Chart::new("anomaly score", Unit::Count)
                 .size(560, 120)
-                .line("score", self.history("lookout_anomaly_score", &ml))
+                .line("score", self.history(crate::anomaly::SCORE, &ml))
                 .threshold("operating threshold", threshold, true);
             sc.lines[0].color = chart::PALETTE[1];
             sc.y_range = Some((0.0, 1.0));
             sc.render(&mut self.out);
             self.out.push_str(r#"<div class="src">score now "#);
             let s = s.clone();
-            self.value("lookout_anomaly_score", &s, Unit::Count);
+            self.value(crate::anomaly::SCORE, &s, Unit::Count);
             self.out.push_str(" · ");
-            self.metric_link("lookout_anomaly_score", &ml);
+            self.metric_link(crate::anomaly::SCORE, &ml);
             self.out.push_str("</div></div>");
         }
         self.out.push_str("</div></div></section>");
