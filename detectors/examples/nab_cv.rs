@@ -339,7 +339,7 @@ fn main() {
                 &format!("bocpd lambda {lambda}"),
                 &files,
                 std::slice::from_ref(&b),
-                0.5,
+                lookout_detectors::anomaly::BOCPD_THRESHOLD,
             );
             let cad = &s[0];
             for how in ["max", "mean"] {
