@@ -161,7 +161,7 @@ impl Meters {
             ),
             write_errors: ctx
                 .meter
-                .u64_counter("lookout_alert_spool_write_errors")
+                .u64_counter(names::metrics::SPOOL_WRITE_ERRORS)
                 .with_description("Writes of the alert spool or state the disk refused")
                 .build(),
             notifications: ctx

@@ -55,4 +55,6 @@ pub mod metrics {
     /// The notifier's counter (label `outcome`), Prometheus name. Its `outcome="dropped"`
     /// total is also kept in the series store, for `LookoutAlertSpoolFailing`.
     pub const NOTIFICATIONS: &str = "lookout_alert_notifications_total";
+    /// Counter: writes of the spool or state the disk refused (exported with `_total`).
+    pub const SPOOL_WRITE_ERRORS: &str = "lookout_alert_spool_write_errors";
 }

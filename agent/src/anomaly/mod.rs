@@ -77,7 +77,16 @@ pub fn start(ctx: &Context, interval: Duration, tasks: &mut JoinSet<()>) {
                 _ = ctx.shutdown.cancelled() => break,
                 _ = ticker.tick() => {}
             }
-            let jobs = scorer.tick();
+            // A tick scores every series; when buckets close (every 5 minutes) or models
+            // mature (CAD replays its warm-up) it takes ~0.1–2 s for 1,000 series. Tell the
+            // runtime, so the API's tasks move to the other worker meanwhile.
+            let jobs = if tokio::runtime::Handle::current().runtime_flavor()
+                == tokio::runtime::RuntimeFlavor::MultiThread
+            {
+                tokio::task::block_in_place(|| scorer.tick())
+            } else {
+                scorer.tick()
+            };
             if jobs.is_empty() {
                 continue;
             }
