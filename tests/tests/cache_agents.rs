@@ -10,7 +10,7 @@ mod cache_common;
 use cache_common::{Azurite, Exempt, Read};
 use lookout_cache::blob::{self, BlobStore, Fetched};
 use lookout_cache::manifest::Manifest;
-use lookout_e2e::{Agent, lookout_bin};
+use lookout_e2e::Agent;
 use sha2::Digest;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -30,45 +30,6 @@ fn cache_toml(work: &Path, blob: &str, options: &str) -> String {
     format!(
         "[[cache]]\nname = \"fleet\"\nsource = {{ command = [\"sh\", \"-c\", \"{script}\"] }}\nblob = \"{blob}\"\nblob_options = {options}\ncheck_interval = \"200ms\"\nrefresh_interval = \"1s\"\nclaim_ttl = \"1s\"\nsource_timeout = \"800ms\"\n"
     )
-}
-
-/// Kill an agent with SIGKILL and start it again on the same config and data dir.
-fn restart(agent: &mut Agent) {
-    let _ = agent.child.kill();
-    let _ = agent.child.wait();
-    let log = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&agent.log_path)
-        .unwrap();
-    agent.child = std::process::Command::new(lookout_bin())
-        .arg("run")
-        .arg("--config")
-        .arg(&agent.config_path)
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .env("LOOKOUT_LOG", "info,lookout_agent=debug")
-        .spawn()
-        .unwrap();
-}
-
-async fn wait_ready(port: u16) {
-    let client = lookout_e2e::client();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = client
-            .get(format!("http://127.0.0.1:{port}/readyz"))
-            .send()
-            .await;
-        if r.is_ok_and(|r| r.status() == 200) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "agent on port {port} not ready in 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 fn write_doc(work: &Path, generation: u64) {
@@ -119,7 +80,7 @@ async fn run_agents(blob_url: String, options: String, watch: Arc<dyn BlobStore>
         .map(|_| Agent::start(&cache_toml(work.path(), &blob_url, &options)))
         .collect();
     for a in &agents {
-        wait_ready(a.port).await;
+        cache_common::wait_ready(a.port).await;
     }
     let ports: Vec<u16> = agents.iter().map(|a| a.port).collect();
     let reads = Arc::new(Mutex::new(Vec::<Read>::new()));
@@ -203,7 +164,7 @@ async fn run_agents(blob_url: String, options: String, watch: Arc<dyn BlobStore>
             2 => {
                 let i = rand::random_range(0..AGENTS);
                 let from = Instant::now();
-                restart(&mut agents[i]);
+                cache_common::restart(&mut agents[i], "info,lookout_agent=debug");
                 restarts += 1;
                 tokio::time::sleep(Duration::from_millis(1000)).await;
                 exempt.push(Exempt {
@@ -226,7 +187,7 @@ async fn run_agents(blob_url: String, options: String, watch: Arc<dyn BlobStore>
                             .unwrap_or(0);
                         if let Some(i) = agents.iter().position(|a| a.child.id() == pid) {
                             let from = Instant::now();
-                            restart(&mut agents[i]);
+                            cache_common::restart(&mut agents[i], "info,lookout_agent=debug");
                             killed_claimer = true;
                             exempt.push(Exempt {
                                 server: i,

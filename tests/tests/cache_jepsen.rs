@@ -17,7 +17,7 @@ mod cache_common;
 use cache_common::{Azurite, Read};
 use lookout_cache::blob::{self, BlobStore, Fetched, PutCondition};
 use lookout_cache::manifest::Manifest;
-use lookout_e2e::{Agent, lookout_bin};
+use lookout_e2e::Agent;
 use sha2::Digest;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -51,48 +51,6 @@ fn loads(work: &Path) -> usize {
         .unwrap_or_default()
         .lines()
         .count()
-}
-
-/// SIGKILL an agent and start it again on the same config and data dir.
-fn restart(agent: &mut Agent) {
-    let _ = agent.child.kill();
-    let _ = agent.child.wait();
-    let log = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&agent.log_path)
-        .unwrap();
-    agent.child = std::process::Command::new(lookout_bin())
-        .arg("run")
-        .arg("--config")
-        .arg(&agent.config_path)
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .env(
-            "LOOKOUT_LOG",
-            "info,lookout_agent=debug,lookout_cache=debug",
-        )
-        .spawn()
-        .unwrap();
-}
-
-async fn wait_ready(port: u16) {
-    let client = lookout_e2e::client();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = client
-            .get(format!("http://127.0.0.1:{port}/readyz"))
-            .send()
-            .await;
-        if r.is_ok_and(|r| r.status() == 200) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "agent on {port} not ready in 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 fn signal(pid: u32, sig: i32) {
@@ -195,7 +153,7 @@ async fn run(blob_url: String, options: String, watch: Arc<dyn BlobStore>, outag
         })
         .collect();
     for a in &agents {
-        wait_ready(a.port).await;
+        cache_common::wait_ready(a.port).await;
     }
     let ports: Vec<u16> = agents.iter().map(|a| a.port).collect();
     type History = Vec<(Read, String)>;
@@ -335,7 +293,10 @@ async fn run(blob_url: String, options: String, watch: Arc<dyn BlobStore>, outag
             // SIGKILL an agent and restart it on its data dir.
             _ => {
                 let i = rand::random_range(0..AGENTS);
-                restart(&mut agents[i]);
+                cache_common::restart(
+                    &mut agents[i],
+                    "info,lookout_agent=debug,lookout_cache=debug",
+                );
                 faults.kills += 1;
                 tokio::time::sleep(Duration::from_millis(1500)).await;
             }

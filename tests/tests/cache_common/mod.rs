@@ -401,3 +401,44 @@ fn checker_catches_violations() {
         1
     );
 }
+
+/// SIGKILL an agent and start it again on the same config and data dir, logging with
+/// `log_filter` (`LOOKOUT_LOG`) to the same file.
+pub fn restart(agent: &mut lookout_e2e::Agent, log_filter: &str) {
+    let _ = agent.child.kill();
+    let _ = agent.child.wait();
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&agent.log_path)
+        .unwrap();
+    agent.child = Command::new(lookout_e2e::lookout_bin())
+        .arg("run")
+        .arg("--config")
+        .arg(&agent.config_path)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .env("LOOKOUT_LOG", log_filter)
+        .spawn()
+        .unwrap();
+}
+
+/// Wait (at most 30 s) until the agent on `port` answers /readyz with 200.
+pub async fn wait_ready(port: u16) {
+    let client = lookout_e2e::client();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = client
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await;
+        if r.is_ok_and(|r| r.status() == 200) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "agent on port {port} not ready in 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
