@@ -44,6 +44,17 @@ keep_firing_for = "1s"
     )
 }
 
+/// The agent's active alerts (`/api/v1/alerts`), each as `f(alert)`.
+fn active_alerts(agent: &Agent, f: impl Fn(&serde_json::Value) -> String) -> Vec<String> {
+    agent
+        .get("/api/v1/alerts")
+        .and_then(|(_, b)| serde_json::from_str::<Vec<serde_json::Value>>(&b).ok())
+        .unwrap_or_default()
+        .iter()
+        .map(f)
+        .collect()
+}
+
 fn metric(agent: &Agent, name: &str) -> f64 {
     metric_value(&agent.metrics(), name, &[]).unwrap_or(f64::NAN)
 }
@@ -295,15 +306,7 @@ fn a_read_only_then_full_disk_during_an_outage_loses_nothing_and_is_alerted() {
             && metric(&agent, "lookout_alert_spool_memory_only") >= 1.0)
             .then_some(())
     });
-    let active = || -> Vec<String> {
-        agent
-            .get("/api/v1/alerts")
-            .and_then(|(_, b)| serde_json::from_str::<Vec<serde_json::Value>>(&b).ok())
-            .unwrap_or_default()
-            .iter()
-            .map(|a| label(a, "alertname").to_string())
-            .collect()
-    };
+    let active = || active_alerts(&agent, |a| label(a, "alertname").to_string());
     wait_for(
         "LookoutAlertSpoolFailing at the agent",
         Duration::from_secs(10),
@@ -448,15 +451,7 @@ fn a_clean_stop_while_the_alertmanager_is_down_loses_nothing() {
     am.stop();
     drop(ends);
     let (_late, _) = Sleeper::start("73");
-    let active = |agent: &Agent| -> Vec<String> {
-        agent
-            .get("/api/v1/alerts")
-            .and_then(|(_, b)| serde_json::from_str::<Vec<serde_json::Value>>(&b).ok())
-            .unwrap_or_default()
-            .iter()
-            .map(|a| label(a, "service").to_string())
-            .collect()
-    };
+    let active = |agent: &Agent| active_alerts(agent, |a| label(a, "service").to_string());
     wait_for(
         "late firing, ends resolved",
         Duration::from_secs(20),
@@ -583,14 +578,10 @@ fn a_reload_that_lowers_spool_max_drops_only_what_the_new_bound_says_and_alerts(
     let agent = Agent::start(&bound(10));
     // No Alertmanager yet: a and b fire, c fires and resolves; the queue holds their latest
     // notices, the resolution included.
-    let active = |agent: &Agent| -> Vec<String> {
-        agent
-            .get("/api/v1/alerts")
-            .and_then(|(_, b)| serde_json::from_str::<Vec<serde_json::Value>>(&b).ok())
-            .unwrap_or_default()
-            .iter()
-            .map(|a| format!("{}/{}", label(a, "alertname"), label(a, "service")))
-            .collect()
+    let active = |agent: &Agent| {
+        active_alerts(agent, |a| {
+            format!("{}/{}", label(a, "alertname"), label(a, "service"))
+        })
     };
     wait_for("a, b, c firing", Duration::from_secs(30), || {
         (active(&agent).len() == 3).then_some(())
