@@ -22,16 +22,6 @@ const CHECK: Duration = Duration::from_millis(200);
 const REFRESH: Duration = Duration::from_secs(1);
 const RUN: Duration = Duration::from_secs(16);
 
-fn cache_toml(work: &Path, blob: &str, options: &str) -> String {
-    let script = format!(
-        "echo x >> {w}/loads; sleep 0.2; if [ -e {w}/fail ]; then exit 1; fi; cat {w}/doc",
-        w = work.display()
-    );
-    format!(
-        "[[cache]]\nname = \"fleet\"\nsource = {{ command = [\"sh\", \"-c\", \"{script}\"] }}\nblob = \"{blob}\"\nblob_options = {options}\ncheck_interval = \"200ms\"\nrefresh_interval = \"1s\"\nclaim_ttl = \"1s\"\nsource_timeout = \"800ms\"\n"
-    )
-}
-
 fn write_doc(work: &Path, generation: u64) {
     let tmp = work.join("doc.tmp");
     let mut body = format!("generation {generation}\n").into_bytes();
@@ -77,7 +67,13 @@ async fn run_agents(blob_url: String, options: String, watch: Arc<dyn BlobStore>
     let work = tempfile::tempdir().unwrap();
     write_doc(work.path(), 1);
     let mut agents: Vec<Agent> = (0..AGENTS)
-        .map(|_| Agent::start(&cache_toml(work.path(), &blob_url, &options)))
+        .map(|_| {
+            Agent::start(&cache_common::agents_cache_toml(
+                work.path(),
+                &blob_url,
+                &options,
+            ))
+        })
         .collect();
     for a in &agents {
         cache_common::wait_ready(a.port).await;
@@ -86,10 +82,7 @@ async fn run_agents(blob_url: String, options: String, watch: Arc<dyn BlobStore>
     let reads = Arc::new(Mutex::new(Vec::<Read>::new()));
     let stop = tokio_util::sync::CancellationToken::new();
     let t_start = Instant::now();
-    let loads_before = std::fs::read_to_string(work.path().join("loads"))
-        .unwrap_or_default()
-        .lines()
-        .count();
+    let loads_before = cache_common::source_loads(work.path());
 
     let mut tasks = Vec::new();
     for (i, &port) in ports.iter().enumerate() {
@@ -207,11 +200,7 @@ async fn run_agents(blob_url: String, options: String, watch: Arc<dyn BlobStore>
     for t in tasks {
         let _ = t.await;
     }
-    let loads = std::fs::read_to_string(work.path().join("loads"))
-        .unwrap_or_default()
-        .lines()
-        .count()
-        - loads_before;
+    let loads = cache_common::source_loads(work.path()) - loads_before;
     let reads = reads.lock().unwrap().clone();
     let publications = publications.lock().unwrap().clone();
     let verdict = cache_common::check(

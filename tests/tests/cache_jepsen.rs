@@ -30,27 +30,10 @@ const CLAIM_TTL: Duration = Duration::from_secs(1);
 /// How long the nemesis runs (each backend).
 const RUN: Duration = Duration::from_secs(45);
 
-fn cache_toml(work: &Path, blob: &str, options: &str) -> String {
-    let script = format!(
-        "echo x >> {w}/loads; sleep 0.2; cat {w}/doc",
-        w = work.display()
-    );
-    format!(
-        "[[cache]]\nname = \"fleet\"\nsource = {{ command = [\"sh\", \"-c\", \"{script}\"] }}\nblob = \"{blob}\"\nblob_options = {options}\ncheck_interval = \"200ms\"\nrefresh_interval = \"1s\"\nclaim_ttl = \"1s\"\nsource_timeout = \"800ms\"\n"
-    )
-}
-
 fn write_doc(work: &Path, generation: u64) {
     let tmp = work.join("doc.tmp");
     std::fs::write(&tmp, format!("generation {generation}\n")).unwrap();
     std::fs::rename(tmp, work.join("doc")).unwrap();
-}
-
-fn loads(work: &Path) -> usize {
-    std::fs::read_to_string(work.join("loads"))
-        .unwrap_or_default()
-        .lines()
-        .count()
 }
 
 fn signal(pid: u32, sig: i32) {
@@ -143,7 +126,7 @@ async fn run(blob_url: String, options: String, watch: Arc<dyn BlobStore>, outag
     let mut agents: Vec<Agent> = (0..AGENTS)
         .map(|_| {
             Agent::start_with(
-                &cache_toml(work.path(), &blob_url, &options),
+                &cache_common::agents_cache_toml(work.path(), &blob_url, &options),
                 "1s",
                 &[(
                     "LOOKOUT_LOG",
@@ -166,7 +149,7 @@ async fn run(blob_url: String, options: String, watch: Arc<dyn BlobStore>, outag
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
     );
-    let loads_before = loads(work.path());
+    let loads_before = cache_common::source_loads(work.path());
 
     let mut readers = Vec::new();
     for (i, &port) in ports.iter().enumerate() {
@@ -303,7 +286,7 @@ async fn run(blob_url: String, options: String, watch: Arc<dyn BlobStore>, outag
         }
     }
     let nemesis_end = Instant::now();
-    let loads_total = loads(work.path()) - loads_before;
+    let loads_total = cache_common::source_loads(work.path()) - loads_before;
     let intervals = nemesis_end.duration_since(t_start).as_secs_f64() / REFRESH.as_secs_f64();
 
     // Quiet: every agent converges on the manifest's version and bytes.

@@ -442,3 +442,24 @@ pub async fn wait_ready(port: u16) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The `[[cache]]` of the multi-agent tests: a command source that counts its loads in
+/// `WORK/loads`, fails while `WORK/fail` exists, else prints `WORK/doc`; 200 ms checks, 1 s
+/// refreshes and claims.
+pub fn agents_cache_toml(work: &std::path::Path, blob: &str, options: &str) -> String {
+    let script = format!(
+        "echo x >> {w}/loads; sleep 0.2; if [ -e {w}/fail ]; then exit 1; fi; cat {w}/doc",
+        w = work.display()
+    );
+    format!(
+        "[[cache]]\nname = \"fleet\"\nsource = {{ command = [\"sh\", \"-c\", \"{script}\"] }}\nblob = \"{blob}\"\nblob_options = {options}\ncheck_interval = \"200ms\"\nrefresh_interval = \"1s\"\nclaim_ttl = \"1s\"\nsource_timeout = \"800ms\"\n"
+    )
+}
+
+/// How many times the source of [`agents_cache_toml`] has loaded.
+pub fn source_loads(work: &std::path::Path) -> usize {
+    std::fs::read_to_string(work.join("loads"))
+        .unwrap_or_default()
+        .lines()
+        .count()
+}
