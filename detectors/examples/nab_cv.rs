@@ -83,8 +83,9 @@ fn cad(f: &File, nab_range: bool, rest: f64, margin: f64) -> Vec<f64> {
 /// CAD OSE with its range fixed from the first `w` values (span widened by `m` each side).
 fn cad_buffered(f: &File, rest: f64, w: usize, m: f64, bound: (usize, usize)) -> Vec<f64> {
     let mut c = CadOse::buffered(rest, w, m);
+    let bytes: usize = std::env::var("CADBYTES").map_or(120 * 1024, |v| v.parse().unwrap());
     if bound.0 > 0 {
-        c = c.bounded(bound.0, 120 * 1024, bound.1);
+        c = c.bounded(bound.0, bytes, bound.1);
     }
     f.vs.iter().map(|&v| c.score(v)).collect()
 }
@@ -250,7 +251,8 @@ fn main() {
         report("cad-ose --nab-range", &files, &[s], 0.75);
     }
     if want("cadb") || want("combo") || want("combo-sens") {
-        // CADB="rest:window:margin[:max_contexts:replay],..." — the first is the default for
+        // CADB="rest:window:margin[:max_contexts:keep],..." (CADBYTES: the byte bound) — the
+        // first is the default for
         // the combinations.
         type Knobs = (f64, usize, f64, usize, usize);
         let knobs: Vec<Knobs> = std::env::var("CADB")
@@ -313,15 +315,20 @@ fn main() {
                 .iter()
                 .map(|f| {
                     let mut c = CadOse::buffered(r, w, m);
+                    let bytes: usize =
+                        std::env::var("CADBYTES").map_or(120 * 1024, |v| v.parse().unwrap());
                     if cap > 0 {
-                        c = c.bounded(cap, 120 * 1024, replay);
+                        c = c.bounded(cap, bytes, replay);
                     }
                     let mut most = 0;
                     for &v in &f.vs {
                         c.score(v);
                         most = most.max(c.memory_bytes());
                     }
-                    (most, c.contexts(), c.resets(), f.category.clone())
+                    if std::env::var("BREAKDOWN").is_ok() {
+                        eprintln!("{} {}", f.category, c.breakdown());
+                    }
+                    (most, c.contexts(), c.evictions(), f.category.clone())
                 })
                 .collect();
             bytes.sort();

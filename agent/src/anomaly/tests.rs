@@ -177,6 +177,7 @@ fn memory_per_series_is_bounded_over_days() {
         }
     }
     let (largest, sum) = scorer.memory_bytes();
+    eprintln!("largest {largest} B, average {} B", sum / keys.len());
     assert!(largest <= MEMORY_CAP, "{largest}");
     assert!(
         sum / keys.len() <= MEMORY_AVERAGE,

@@ -13,7 +13,8 @@
 //!   CAD OSE / its threshold), see [`ensemble`] and [`causal_cad`]: the deviation detector
 //!   below and a causal, bounded CAD OSE ([`cad_ose`]: range fixed from the first
 //!   [`CAD_WINDOW`] values widened by [`CAD_MARGIN`] × their span each side, at most
-//!   [`CAD_MAX_CONTEXTS`] contexts, [`CAD_MEMORY_CAP`] bytes). Chosen over the deviation
+//!   [`CAD_MAX_CONTEXTS`] contexts, the least recently used forgotten when full,
+//!   [`CAD_MEMORY_CAP`] bytes). Chosen over the deviation
 //!   detector alone by leave-one-category-out cross-validation (ARCHITECTURE.md).
 //! * [`Method::CadOse`]: that CAD OSE alone; [`Method::Bocpd`]: NAB's Bayesian online
 //!   change-point detector ([`bocpd`]).
@@ -41,8 +42,8 @@
 //! memory (~220 bytes), the context memory (2 × 512 bytes of bit sets and a few fields) and
 //! fixed state including the settings: about 5,000 bytes for `Lookout`, 4,900 bytes for
 //! `Netdata` with its 4 models (it carries the unused context memory) — both under the 8 KiB
-//! target. The ensemble adds CAD OSE's context memory, at most [`CAD_MEMORY_CAP`] (144 KiB;
-//! ~125 KB on a noisy series, less on a regular one); BOCPD adds 12 KB.
+//! target. The ensemble adds CAD OSE's context memory, at most [`CAD_MEMORY_CAP`] (112 KiB;
+//! 53 KB on average over the dev corpus's files, 95 KB at most); BOCPD adds 12 KB.
 
 pub mod bocpd;
 pub mod cad_ose;
@@ -140,22 +141,25 @@ pub const CAD_REST: f64 = cad_ose::REST_PERIOD;
 pub const CAD_WINDOW: usize = deviation::MATURE;
 /// Margin around the warm-up's span, as a share of it, each side.
 pub const CAD_MARGIN: f64 = 1.0;
-/// Contexts CAD OSE may hold before its memory restarts from the last [`CAD_REPLAY`] values.
-pub const CAD_MAX_CONTEXTS: usize = 512;
+/// Contexts CAD OSE may hold; when full it forgets all but the [`CAD_KEEP`] most recently
+/// used. Chosen by leave-one-category-out CV among 512, 768, 1,024, 1,280 and 1,536: every
+/// fold picked 1,024 (ARCHITECTURE.md has the figures).
+pub const CAD_MAX_CONTEXTS: usize = 1024;
+/// Contexts kept when the memory is full (three quarters).
+pub const CAD_KEEP: usize = CAD_MAX_CONTEXTS * 3 / 4;
+/// Memory at which CAD OSE's memory forgets contexts even below [`CAD_MAX_CONTEXTS`] (1,024
+/// contexts took at most 95 KB on the dev corpus, 53 KB on average).
+pub const CAD_MAX_BYTES: usize = 96 * 1024;
 /// Upper bound of [`causal_cad`]'s memory (unit-tested on the shapes that make the most
-/// contexts).
-pub const CAD_MEMORY_CAP: usize = 144 * 1024;
-/// Memory at which CAD OSE's memory restarts even below [`CAD_MAX_CONTEXTS`].
-pub const CAD_MAX_BYTES: usize = 120 * 1024;
-/// Values replayed into a restarted CAD OSE memory (and muted after it).
-pub const CAD_REPLAY: usize = 128;
+/// contexts): [`CAD_MAX_BYTES`] and what one value may add.
+pub const CAD_MEMORY_CAP: usize = 112 * 1024;
 
 /// The bounded causal CAD OSE of [`Method::CadOse`] and [`Method::Ensemble`].
 pub fn causal_cad() -> cad_ose::CadOse {
     cad_ose::CadOse::buffered(CAD_REST, CAD_WINDOW, CAD_MARGIN).bounded(
         CAD_MAX_CONTEXTS,
         CAD_MAX_BYTES,
-        CAD_REPLAY,
+        CAD_KEEP,
     )
 }
 

@@ -283,7 +283,7 @@ fn a_pattern_seen_days_ago_is_damped_by_the_context_memory() {
 #[test]
 fn the_bounded_cad_ose_stays_under_its_memory_cap() {
     // Shapes that make the most contexts: white noise over the whole range, a random walk
-    // that leaves it, a fast cycle. Each long enough for several restarts of the memory.
+    // that leaves it, a fast cycle. Each long enough to fill the memory several times.
     let mut h = 0x2545_f491_4f6c_dd1du64;
     let mut rnd = move || {
         h ^= h << 13;
@@ -307,14 +307,68 @@ fn the_bounded_cad_ose_stays_under_its_memory_cap() {
             contexts = contexts.max(cad.contexts());
         }
         eprintln!(
-            "shape {shape}: resets {} most {most} B {contexts} contexts",
-            cad.resets()
+            "shape {shape}: evictions {} most {most} B {contexts} contexts",
+            cad.evictions()
         );
         if shape < 2 {
-            assert!(cad.resets() > 0, "shape {shape} never filled the memory");
+            assert!(cad.evictions() > 0, "shape {shape} never filled the memory");
         }
     }
     assert!(most <= super::CAD_MEMORY_CAP, "{most}");
+    assert!(contexts <= super::CAD_MAX_CONTEXTS + 64, "{contexts}");
+}
+
+#[test]
+fn a_full_cad_ose_memory_forgets_the_old_and_keeps_what_the_series_does_now() {
+    // A cycle the memory learns, then noise until the memory has been full and evicted
+    // several times (the cycle not seen meanwhile), then a second cycle, learnt, and noise
+    // again: the second cycle, recently used, must survive an eviction and still be known.
+    let mut noise = Noise(11);
+    let mut cad = cad_ose::CadOse::with_range(0.0, 8.0, 1.0).bounded(256, usize::MAX, 192);
+    let a = [0.5, 3.5, 7.5, 5.5, 1.5];
+    let b = [6.5, 2.5, 4.5];
+    for i in 0..500 {
+        cad.score(a[i % a.len()]);
+    }
+    for _ in 0..3000 {
+        cad.score(4.0 + 8.0 * noise.next());
+    }
+    let before = cad.evictions();
+    assert!(before >= 2, "noise filled the memory only {before} times");
+    for i in 0..300 {
+        cad.score(b[i % b.len()]);
+    }
+    // Noise just until the next eviction.
+    let mut n = 0;
+    while cad.evictions() == before && n < 5000 {
+        cad.score(4.0 + 8.0 * noise.next());
+        n += 1;
+    }
+    assert!(
+        cad.evictions() > before,
+        "no eviction after {n} noisy values"
+    );
+    assert!(cad.contexts() <= 256, "{}", cad.contexts());
+    // The recent cycle is still predicted: it scores like a cycle long learnt (below 0.3 and
+    // far below the threshold), where a memory that never saw it (the same history with noise
+    // in its place) scores its first pass high.
+    let scores: Vec<f64> = (0..60).map(|i| cad.score(b[i % b.len()])).collect();
+    let mut fresh = cad_ose::CadOse::with_range(0.0, 8.0, 1.0).bounded(256, usize::MAX, 192);
+    let mut noise = Noise(11);
+    for i in 0..500 {
+        fresh.score(a[i % a.len()]);
+    }
+    for _ in 0..3300 + n {
+        fresh.score(4.0 + 8.0 * noise.next());
+    }
+    let first: Vec<f64> = (0..6).map(|i| fresh.score(b[i % b.len()])).collect();
+    let known = scores[6..].iter().copied().fold(0.0, f64::max);
+    let novel = first.iter().copied().fold(0.0, f64::max);
+    assert!(known < 0.3, "the recent cycle was forgotten: {scores:?}");
+    assert!(
+        novel > known + 0.2,
+        "new {first:?} against known {scores:?}"
+    );
 }
 
 #[test]
