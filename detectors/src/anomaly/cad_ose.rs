@@ -77,8 +77,7 @@ pub fn py_tuple_hash(items: &[u64]) -> i64 {
     acc as i64
 }
 
-/// A semi-context. Its facts live in [`Side::facts`] (ascending, as u32: sensor facts are
-/// below 2^7 and neuron facts are 2^31 + a context id), and the contexts of a left
+/// A semi-context. Its facts live in [`Side::facts`] (ascending, as slots, see [`slot`]), and the contexts of a left
 /// semi-context form a list through [`Ctx::next`], in insertion order. This layout is ~2.7×
 /// smaller than one `Vec` per semi-context and a fact → semi-contexts index: a crossing scans
 /// every semi-context's facts instead, a few thousand comparisons per value.
@@ -117,6 +116,8 @@ struct Side {
     crossed: Vec<u32>,
     /// The facts of the last crossing (ascending).
     last_facts: Vec<u64>,
+    /// The slots of `last_facts`, as a bit set over every slot stored.
+    bits: Vec<u64>,
 }
 
 /// Make room for `extra` more elements, growing by a quarter rather than doubling: the memory
@@ -128,20 +129,25 @@ fn grow<T>(v: &mut Vec<T>, extra: usize) {
     }
 }
 
-/// Whether `f` is in `facts` (ascending; sensor facts as a bit mask).
-fn member(mask: u128, facts: &[u64], f: u32) -> bool {
-    if u64::from(f) < NEURON {
-        f < 128 && mask & (1u128 << f) != 0
+/// Sensor facts are below this; a neuron fact `2^31 + id` is stored as `SENSOR_SLOTS + id`.
+const SENSOR_SLOTS: u32 = 128;
+
+/// The dense index ("slot") of a fact, as [`Side::facts`] stores it.
+fn slot(fact: u64) -> u32 {
+    if fact >= NEURON {
+        SENSOR_SLOTS + (fact - NEURON) as u32
     } else {
-        facts.binary_search(&u64::from(f)).is_ok()
+        fact as u32
     }
 }
 
-fn sensor_mask(facts: &[u64]) -> u128 {
-    facts
-        .iter()
-        .filter(|&&f| f < 128)
-        .fold(0u128, |m, &f| m | (1u128 << f))
+/// The fact of a slot.
+fn fact(slot: u32) -> u64 {
+    if slot >= SENSOR_SLOTS {
+        NEURON + u64::from(slot - SENSOR_SLOTS)
+    } else {
+        u64::from(slot)
+    }
 }
 
 impl Side {
@@ -163,8 +169,12 @@ impl Side {
                     first: NONE,
                     last: NONE,
                 });
-                self.facts
-                    .extend(facts.iter().take(usize::from(u8::MAX)).map(|&f| f as u32));
+                let stored = facts.iter().take(usize::from(u8::MAX));
+                self.facts.extend(stored.clone().map(|&f| slot(f)));
+                let top = stored.map(|&f| slot(f)).max().unwrap_or(0) as usize / 64 + 1;
+                if self.bits.len() < top {
+                    self.bits.resize(top, 0);
+                }
                 id
             }
         }
@@ -174,16 +184,38 @@ impl Side {
         &self.facts[semi.start as usize..semi.start as usize + usize::from(semi.len)]
     }
 
+    fn has(&self, slot: u32) -> bool {
+        self.bits
+            .get(slot as usize / 64)
+            .is_some_and(|w| (w >> (slot % 64)) & 1 == 1)
+    }
+
     /// Cross the semi-contexts with `facts`: each records how many of them it contains.
     fn cross(&mut self, facts: &[u64]) {
+        for &f in &self.last_facts {
+            let s = slot(f) as usize;
+            if let Some(w) = self.bits.get_mut(s / 64) {
+                *w &= !(1u64 << (s % 64));
+            }
+        }
         self.last_facts.clear();
         self.last_facts.extend_from_slice(facts);
+        for &f in facts {
+            let s = slot(f) as usize;
+            if self.bits.len() <= s / 64 {
+                self.bits.resize(s / 64 + 1, 0);
+            }
+            self.bits[s / 64] |= 1u64 << (s % 64);
+        }
         self.crossed.clear();
-        let mask = sensor_mask(facts);
-        let all = &self.facts;
+        let (all, bits) = (&self.facts, &self.bits);
         for (id, semi) in self.semis.iter_mut().enumerate() {
             let own = &all[semi.start as usize..semi.start as usize + usize::from(semi.len)];
-            let n = own.iter().filter(|&&f| member(mask, facts, f)).count();
+            // Every stored slot is covered by `bits` (see `id`).
+            let n: u32 = own
+                .iter()
+                .map(|&s| ((bits[s as usize / 64] >> (s % 64)) & 1) as u32)
+                .sum();
             semi.count = n as u8;
             if n > 0 {
                 self.crossed.push(id as u32);
@@ -193,11 +225,10 @@ impl Side {
 
     /// The facts of semi-context `id` that were in the last crossing, in their order.
     fn crossed_facts(&self, id: u32) -> Vec<u64> {
-        let mask = sensor_mask(&self.last_facts);
         self.facts_of(&self.semis[id as usize])
             .iter()
-            .filter(|&&f| member(mask, &self.last_facts, f))
-            .map(|&f| u64::from(f))
+            .filter(|&&s| self.has(s))
+            .map(|&s| fact(s))
             .collect()
     }
 
@@ -207,6 +238,7 @@ impl Side {
             + self.facts.capacity() * 4
             + self.crossed.capacity() * 4
             + self.last_facts.capacity() * 8
+            + self.bits.capacity() * 8
     }
 }
 
@@ -310,7 +342,7 @@ impl Operator {
                 .left
                 .facts_of(semi)
                 .iter()
-                .map(|&f| remap_fact(&remap, u64::from(f)))
+                .map(|&s| remap_fact(&remap, fact(s)))
                 .collect::<Option<Vec<u64>>>()
             else {
                 continue;
@@ -319,7 +351,7 @@ impl Operator {
                 .right
                 .facts_of(&self.right.semis[old.right as usize])
                 .iter()
-                .map(|&f| u64::from(f))
+                .map(|&s| fact(s))
                 .collect();
             let id = fresh.contexts.len();
             if fresh.context(&left, &right, old.zero_level) {
