@@ -82,7 +82,14 @@ fn cad(f: &File, nab_range: bool, rest: f64, margin: f64) -> Vec<f64> {
 
 /// CAD OSE with its range fixed from the first `w` values (span widened by `m` each side).
 fn cad_buffered(f: &File, rest: f64, w: usize, m: f64, bound: (usize, usize)) -> Vec<f64> {
-    let mut c = CadOse::buffered(rest, w, m);
+    let mut c = if std::env::var("NABRANGE").is_ok() {
+        // Not causal: the file's range up front (a ceiling for the causal range).
+        let min = f.vs.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = f.vs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        CadOse::with_range(min, max, rest)
+    } else {
+        CadOse::buffered(rest, w, m)
+    };
     let bytes: usize = std::env::var("CADBYTES").map_or(120 * 1024, |v| v.parse().unwrap());
     if bound.0 > 0 {
         c = c.bounded(bound.0, bytes, bound.1);
