@@ -4,7 +4,7 @@
 //! `cargo run --release -p lookout-detectors --example nab_cv -- ../shared/data/nab [detectors]`
 use lookout_detectors::anomaly::bocpd::Bocpd;
 use lookout_detectors::anomaly::cad_ose::CadOse;
-use lookout_detectors::anomaly::{Detector, Method, Params, SeriesKind};
+use lookout_detectors::anomaly::{CAD_MAX_BYTES, Detector, Method, Params, SeriesKind};
 use lookout_detectors::nab::{self, PROFILES, cv};
 use std::path::Path;
 
@@ -81,16 +81,16 @@ fn cad(f: &File, nab_range: bool, rest: f64, margin: f64) -> Vec<f64> {
 }
 
 /// CAD OSE with its range fixed from the first `w` values (span widened by `m` each side).
-fn cad_buffered(f: &File, rest: f64, w: usize, m: f64, bound: (usize, usize)) -> Vec<f64> {
+fn cad_buffered(f: &File, rest: f64, w: usize, m: f64, bound: (usize, usize, usize)) -> Vec<f64> {
     let mut c = if std::env::var("NABRANGE").is_ok() {
         // Not causal: the file's range up front (a ceiling for the causal range).
         let min = f.vs.iter().copied().fold(f64::INFINITY, f64::min);
         let max = f.vs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        CadOse::with_range(min, max, rest)
+        CadOse::with_range(min, max, rest).quiet_for(w + bound.2)
     } else {
-        CadOse::buffered(rest, w, m)
+        CadOse::buffered(rest, w, m).quiet_for(bound.2)
     };
-    let bytes: usize = std::env::var("CADBYTES").map_or(120 * 1024, |v| v.parse().unwrap());
+    let bytes: usize = std::env::var("CADBYTES").map_or(CAD_MAX_BYTES, |v| v.parse().unwrap());
     if bound.0 > 0 {
         c = c.bounded(bound.0, bytes, bound.1);
     }
@@ -258,12 +258,13 @@ fn main() {
         report("cad-ose --nab-range", &files, &[s], 0.75);
     }
     if want("cadb") || want("combo") || want("combo-sens") {
-        // CADB="rest:window:margin[:max_contexts:keep],..." (CADBYTES: the byte bound) — the
+        // CADB="rest:window:margin[:max_contexts:keep[:mute]],..." (CADBYTES: the byte bound;
+        // mute: CAD's scores are 0 for that many values after its warm-up) — the
         // first is the default for
         // the combinations.
-        type Knobs = (f64, usize, f64, usize, usize);
+        type Knobs = (f64, usize, f64, usize, usize, usize);
         let knobs: Vec<Knobs> = std::env::var("CADB")
-            .unwrap_or("30:256:1.0".into())
+            .unwrap_or("30:256:1.0:1024:768:576".into())
             .split(',')
             .map(|x| {
                 let p: Vec<&str> = x.split(':').collect();
@@ -274,15 +275,16 @@ fn main() {
                     p[2].parse().unwrap(),
                     n(3),
                     n(4),
+                    n(5),
                 )
             })
             .collect();
         let s: Vec<Vec<Vec<f64>>> = knobs
             .iter()
-            .map(|&(r, w, m, c, p)| {
+            .map(|&(r, w, m, c, p, q)| {
                 files
                     .iter()
-                    .map(|f| cad_buffered(f, r, w, m, (c, p)))
+                    .map(|f| cad_buffered(f, r, w, m, (c, p, q)))
                     .collect()
             })
             .collect();
@@ -317,13 +319,13 @@ fn main() {
                 0.5,
             );
             // Memory of the context memory at the end of each file.
-            let (r, w, m, cap, replay) = knobs[0];
+            let (r, w, m, cap, replay, _) = knobs[0];
             let mut bytes: Vec<(usize, usize, u64, String)> = files
                 .iter()
                 .map(|f| {
                     let mut c = CadOse::buffered(r, w, m);
                     let bytes: usize =
-                        std::env::var("CADBYTES").map_or(120 * 1024, |v| v.parse().unwrap());
+                        std::env::var("CADBYTES").map_or(CAD_MAX_BYTES, |v| v.parse().unwrap());
                     if cap > 0 {
                         c = c.bounded(cap, bytes, replay);
                     }

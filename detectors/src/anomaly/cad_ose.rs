@@ -470,6 +470,8 @@ pub struct CadOse {
     last_high: u64,
     /// The memory bound, when there is one (the daemon's).
     bound: Option<Bound>,
+    /// Values still to score 0 once the range is known (see [`CadOse::quiet_for`]).
+    quiet: usize,
 }
 
 /// A bound on the context memory: when it holds `max_contexts` contexts, or its memory
@@ -545,6 +547,7 @@ impl CadOse {
             steps: 0,
             last_high: 0,
             bound: None,
+            quiet: 0,
         }
     }
 
@@ -559,6 +562,14 @@ impl CadOse {
             keep: keep.clamp(1, max_contexts - 1),
             evictions: 0,
         });
+        self
+    }
+
+    /// Score 0 for the first `values` values once the range is known (after a buffered
+    /// warm-up: the values after it). The memory learns from them as usual; only the output
+    /// is held back, because a memory that has seen little finds everything new.
+    pub fn quiet_for(mut self, values: usize) -> Self {
+        self.quiet = values;
         self
     }
 
@@ -698,7 +709,12 @@ impl CadOse {
                 }
             }
         }
-        self.encode_and_score(value)
+        let score = self.encode_and_score(value);
+        if self.quiet > 0 {
+            self.quiet -= 1;
+            return 0.0;
+        }
+        score
     }
 
     /// Quantise `value` in the current range and score it.
@@ -807,5 +823,32 @@ mod tests {
         );
         let novel = d.score(6.0);
         assert!(novel > 0.4, "{novel}");
+    }
+
+    #[test]
+    fn a_quiet_memory_learns_but_scores_nothing_until_its_quiet_period_ends() {
+        let pattern = [0.0, 3.0, 7.0, 5.0, 1.0];
+        let mut quiet = CadOse::buffered(1.0, 20, 0.0).quiet_for(50);
+        let mut loud = CadOse::buffered(1.0, 20, 0.0);
+        let mut feed = |v: f64| (quiet.score(v), loud.score(v));
+        for i in 0..20 {
+            assert_eq!(feed(pattern[i % 5]), (0.0, 0.0), "warm-up {i}");
+        }
+        // Something new inside the quiet period: the loud one scores it, the quiet one not.
+        let (q, l) = feed(6.0);
+        assert_eq!(q, 0.0);
+        assert!(l > 0.4, "{l}");
+        let mut last = (0.0, 0.0);
+        for i in 0..49 {
+            last = feed(pattern[i % 5]);
+            assert_eq!(last.0, 0.0, "quiet value {i}");
+        }
+        // Both learnt the same things: past the quiet period they score alike.
+        for i in 0..40 {
+            let (q, l) = feed(pattern[(i + 3) % 5]);
+            assert_eq!(q, l, "after the quiet period, value {i} (before: {last:?})");
+        }
+        let (q, l) = feed(6.5);
+        assert_eq!(q, l);
     }
 }
