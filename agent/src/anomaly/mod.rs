@@ -16,7 +16,9 @@
 //! Warm-up: a detector never scores at or above the operating threshold before its model is
 //! mature (`lookout_detectors::anomaly::deviation::MATURE` = 256 downsampled values, about
 //! 21 h), so no series counts as anomalous, and
-//! no event starts, before the models have seen that much history.
+//! no event starts, before the models have seen that much history. The ensemble's CAD OSE
+//! part joins later: it scores 0 for `CAD_QUIET` (576) more values, about 69 h from the
+//! series' first sample, while its memory learns (the deviation part scores meanwhile).
 //!
 //! Memory: [`Watched::memory_bytes`] per series (the ensemble detector: ≈ 5 KiB of deviation
 //! state plus CAD OSE's context memory, bounded at 112 KiB), at most [`MEMORY_CAP`]
