@@ -147,6 +147,60 @@ fn eval_rejects_bad_input_with_the_line() {
     assert_eq!(run.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(stderr.contains("bad.csv:3"), "{stderr}");
+
+    // Labels that name none of the files: an error, not NAB scores of nothing.
+    std::fs::write(
+        data.join("bad.csv"),
+        "timestamp,value\n2014-01-01 00:00:00,1\n2014-01-01 00:05:00,2\n",
+    )
+    .unwrap();
+    let run = Command::new(lookout_bin())
+        .args(["eval", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(tmp.path().join("out"))
+        .arg("--labels")
+        .arg(fixtures().join("combined_windows.json"))
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("--labels names none of the 1 files"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn eval_scores_one_category_directory_against_the_corpus_labels() {
+    // `--data` a category's directory: its files match the labels by their category path.
+    let category = std::fs::read_dir(fixtures().join("data"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .expect("a category directory in the fixtures");
+    let files = std::fs::read_dir(&category).unwrap().count();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = Command::new(lookout_bin())
+        .args(["eval", "--data"])
+        .arg(&category)
+        .arg("--out")
+        .arg(tmp.path().join("out"))
+        .arg("--labels")
+        .arg(fixtures().join("combined_windows.json"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("labelled files {files} ")),
+        "{files} files in {}: {stdout}",
+        category.display()
+    );
 }
 
 #[test]

@@ -197,6 +197,14 @@ pub fn run(opts: &EvalOptions) -> Result<EvalReport, EvalError> {
             label_key,
         });
     }
+    if labels.is_some() && !files.iter().any(|f| f.labelled) {
+        return Err(EvalError::BadInput(format!(
+            "--labels names none of the {} files under {} (label keys are paths like \
+             realKnownCause/nyc_taxi.csv; give --data the corpus root or a category directory)",
+            files.len(),
+            opts.data.display()
+        )));
+    }
     if let Some(dir) = &opts.plot {
         for f in &files {
             plot::write_svg(dir, f, opts.method.operating_threshold())?;
@@ -397,14 +405,25 @@ fn read_labels(path: &Path) -> Result<Labels, EvalError> {
 }
 
 /// The labels of a file: its relative path, or the same path with leading directories
-/// dropped (data given as the NAB root, whose files sit under `data/`).
+/// dropped (data given as the NAB root, whose files sit under `data/`), or the one label whose
+/// path ends with it (data given as one category's directory: `nyc_taxi.csv` is
+/// `realKnownCause/nyc_taxi.csv`; a name two labels end with matches neither).
 fn find_label<'a>(labels: &'a Labels, rel: &str) -> Option<(String, &'a Vec<(i64, i64)>)> {
     let mut rest = rel;
     loop {
         if let Some(w) = labels.get(rest) {
             return Some((rest.to_string(), w));
         }
-        rest = rest.split_once('/')?.1;
+        match rest.split_once('/') {
+            Some((_, r)) => rest = r,
+            None => break,
+        }
+    }
+    let tail = format!("/{rel}");
+    let mut ends = labels.iter().filter(|(k, _)| k.ends_with(&tail));
+    match (ends.next(), ends.next()) {
+        (Some((k, w)), None) => Some((k.clone(), w)),
+        _ => None,
     }
 }
 
@@ -431,5 +450,14 @@ mod tests {
         assert!(find_label(&l, "a/b.csv").is_some());
         assert!(find_label(&l, "data/a/b.csv").is_some());
         assert!(find_label(&l, "c/b.csv").is_none());
+        // Data given as the category's directory.
+        assert_eq!(
+            find_label(&l, "b.csv").map(|(k, _)| k),
+            Some("a/b.csv".into())
+        );
+        // A name two categories share matches neither.
+        l.insert("c/b.csv".into(), vec![(3, 4)]);
+        assert!(find_label(&l, "b.csv").is_none());
+        assert!(find_label(&l, "c/b.csv").is_some());
     }
 }
