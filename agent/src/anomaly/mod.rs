@@ -21,7 +21,7 @@
 //! series' first sample, while its memory learns (the deviation part scores meanwhile).
 //!
 //! Memory: [`Watched::memory_bytes`] per series (the ensemble detector: ≈ 5 KiB of deviation
-//! state plus CAD OSE's context memory, bounded at 112 KiB), at most [`MEMORY_CAP`]
+//! state plus CAD OSE's context memory, bounded at 96 KiB), at most [`MEMORY_CAP`]
 //! (unit-tested), for at most [`MAX_SERIES`] series.
 //!
 //! Training runs off the hot path: due jobs are collected after scoring and run on tokio's
@@ -40,12 +40,12 @@ use tokio::task::JoinSet;
 /// values: the host rate sees series whose incidents start a bucket apart together).
 pub const HOLD_SECONDS: f32 = 2.0 * BUCKET_SECONDS as f32;
 /// Hard cap on the scorer's memory per watched series (detector, downsampler, bookkeeping).
-/// The ensemble's CAD OSE context memory is most of it (`CAD_MEMORY_CAP`, 112 KiB); the
+/// The ensemble's CAD OSE context memory is most of it (`CAD_MEMORY_CAP`, 96 KiB); the
 /// issue's target was 16 KiB, met by the deviation detector alone (`Method::Lookout`, ~5 KiB)
 /// and missed by the ensemble: see ARCHITECTURE.md ("Anomaly detector: the ensemble").
-pub const MEMORY_CAP: usize = 120 * 1024;
+pub const MEMORY_CAP: usize = 104 * 1024;
 /// Average memory per series on the unit test's mixed shapes (noise, a daily wave, a counter,
-/// steps): measured 28 KB (73 KB before CAD OSE's memory was compacted and evicting).
+/// steps): measured 24 KB (73 KB before CAD OSE's memory was compacted and evicting).
 pub const MEMORY_AVERAGE: usize = 40 * 1024;
 /// The event starts when the rate stays at or above this ...
 pub const EVENT_ON: f64 = 0.10;

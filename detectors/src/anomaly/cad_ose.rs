@@ -34,7 +34,7 @@
 //! [`CadOse::memory_bytes`] reports it and [`CadOse::contexts`] the count; [`CadOse::bounded`]
 //! caps it: when full, the least recently used contexts are forgotten (see `Bound`). The
 //! memory layout (see `Semi`) is written for size: facts in one arena, contexts of a
-//! semi-context in a list, no fact → semi-context index; about 55 bytes per context.
+//! semi-context in a list, no fact → semi-context index; about 45 bytes per context.
 
 use std::collections::HashSet;
 
@@ -78,21 +78,35 @@ pub fn py_tuple_hash(items: &[u64]) -> i64 {
 }
 
 /// A semi-context. Its facts live in [`Side::facts`] (ascending, as slots, see [`slot`]), and the contexts of a left
-/// semi-context form a list through [`Ctx::next`], in insertion order. This layout is ~2.7×
+/// semi-context form a list through [`Ctx::next`], in insertion order. This layout is ~5×
 /// smaller than one `Vec` per semi-context and a fact → semi-contexts index: a crossing scans
-/// every semi-context's facts instead, a few thousand comparisons per value.
+/// every semi-context's facts instead, against a bit set (a few thousand bit tests per value).
 #[derive(Clone, Copy, Debug)]
 struct Semi {
     start: u32,
     len: u8,
     /// Facts it shares with the last crossing (0 when none).
     count: u8,
-    /// Python hash of its fact tuple (the tie-break of active contexts).
-    hash: i64,
-    /// First and last context of a left semi-context ([`NONE`] when none).
+    /// Python hash of its fact tuple (the tie-break of active contexts), as two halves so that
+    /// the struct packs to 4-byte alignment (16 bytes).
+    hash: [u32; 2],
+    /// First context of a left semi-context ([`NONE`] when none).
     first: u32,
-    last: u32,
 }
+
+impl Semi {
+    fn hash(&self) -> i64 {
+        (u64::from(self.hash[0]) | (u64::from(self.hash[1]) << 32)) as i64
+    }
+}
+
+fn halves(hash: i64) -> [u32; 2] {
+    [hash as u64 as u32, ((hash as u64) >> 32) as u32]
+}
+
+/// A right semi-context holds sensor facts only: at most `2^(2 × bits)` distinct tuples, so
+/// a u16 id is enough.
+const _: () = assert!(1usize << (2 * NORM_VALUE_BITS) <= u16::MAX as usize);
 
 #[derive(Clone, Copy, Debug)]
 struct Ctx {
@@ -101,15 +115,15 @@ struct Ctx {
     last: u32,
     /// Next context of the same left semi-context.
     next: u32,
-    right: u32,
+    right: u16,
     zero_level: bool,
 }
 
 /// One side (left or right) of the semi-context memory.
 #[derive(Clone, Debug, Default)]
 struct Side {
-    /// (Python hash of the fact tuple, semi-context id), sorted by hash.
-    ids: Vec<(i64, u32)>,
+    /// Semi-context ids, sorted by the Python hash of their fact tuples.
+    ids: Vec<u32>,
     semis: Vec<Semi>,
     facts: Vec<u32>,
     /// Semi-contexts with at least one fact in the last crossing, in id order.
@@ -153,21 +167,24 @@ fn fact(slot: u32) -> u64 {
 impl Side {
     /// The id of the semi-context of `facts`, created when its hash is new.
     fn id(&mut self, facts: &[u64], hash: i64) -> u32 {
-        match self.ids.binary_search_by_key(&hash, |&(h, _)| h) {
-            Ok(i) => self.ids[i].1,
+        let semis = &self.semis;
+        match self
+            .ids
+            .binary_search_by_key(&hash, |&id| semis[id as usize].hash())
+        {
+            Ok(i) => self.ids[i],
             Err(i) => {
                 let id = self.semis.len() as u32;
                 grow(&mut self.ids, 1);
-                self.ids.insert(i, (hash, id));
+                self.ids.insert(i, id);
                 grow(&mut self.semis, 1);
                 grow(&mut self.facts, facts.len());
                 self.semis.push(Semi {
                     start: self.facts.len() as u32,
                     len: facts.len().min(usize::from(u8::MAX)) as u8,
                     count: 0,
-                    hash,
+                    hash: halves(hash),
                     first: NONE,
-                    last: NONE,
                 });
                 let stored = facts.iter().take(usize::from(u8::MAX));
                 self.facts.extend(stored.clone().map(|&f| slot(f)));
@@ -233,7 +250,7 @@ impl Side {
     }
 
     fn heap_bytes(&self) -> usize {
-        self.ids.capacity() * 16
+        self.ids.capacity() * 4
             + self.semis.capacity() * std::mem::size_of::<Semi>()
             + self.facts.capacity() * 4
             + self.crossed.capacity() * 4
@@ -263,9 +280,11 @@ impl Operator {
     fn context(&mut self, left: &[u64], right: &[u64], zero_level: bool) -> bool {
         let (lh, rh) = (py_tuple_hash(left), py_tuple_hash(right));
         let lid = self.left.id(left, lh) as usize;
-        let rid = self.right.id(right, rh);
-        let mut c = self.left.semis[lid].first;
+        // Fits: see the assertion on right semi-contexts above.
+        let rid = self.right.id(right, rh) as u16;
+        let (mut c, mut prev) = (self.left.semis[lid].first, NONE);
         while c != NONE && self.contexts[c as usize].right != rid {
+            prev = c;
             c = self.contexts[c as usize].next;
         }
         if c == NONE {
@@ -278,13 +297,11 @@ impl Operator {
                 right: rid,
                 zero_level,
             });
-            let semi = &mut self.left.semis[lid];
-            if semi.last == NONE {
-                semi.first = cid;
+            if prev == NONE {
+                self.left.semis[lid].first = cid;
             } else {
-                self.contexts[semi.last as usize].next = cid;
+                self.contexts[prev as usize].next = cid;
             }
-            semi.last = cid;
             if zero_level {
                 self.new_context_id = cid;
             }
@@ -349,7 +366,7 @@ impl Operator {
             };
             let right: Vec<u64> = self
                 .right
-                .facts_of(&self.right.semis[old.right as usize])
+                .facts_of(&self.right.semis[usize::from(old.right)])
                 .iter()
                 .map(|&s| fact(s))
                 .collect();
@@ -398,7 +415,7 @@ impl Operator {
                     cid = next;
                     continue;
                 }
-                let r = &right.semis[ctx.right as usize];
+                let r = &right.semis[usize::from(ctx.right)];
                 let grows =
                     ctx.zero_level && new_flag && r.count > 0 && usize::from(l.count) <= max_left;
                 if l.len == l.count {
@@ -406,12 +423,18 @@ impl Operator {
                     if r.count > 0 && r.count == r.len {
                         ctx.activations += 1;
                         ctx.last = self.now;
-                        active.push((cid, ctx.activations, l.hash, r.hash));
+                        active.push((cid, ctx.activations, l.hash(), r.hash()));
                     } else if grows && r.count != r.len {
-                        potential.push((left.crossed_facts(lid), right.crossed_facts(ctx.right)));
+                        potential.push((
+                            left.crossed_facts(lid),
+                            right.crossed_facts(u32::from(ctx.right)),
+                        ));
                     }
                 } else if grows {
-                    potential.push((left.crossed_facts(lid), right.crossed_facts(ctx.right)));
+                    potential.push((
+                        left.crossed_facts(lid),
+                        right.crossed_facts(u32::from(ctx.right)),
+                    ));
                 }
                 cid = next;
             }

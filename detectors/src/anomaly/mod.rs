@@ -42,8 +42,8 @@
 //! memory (~220 bytes), the context memory (2 × 512 bytes of bit sets and a few fields) and
 //! fixed state including the settings: about 5,000 bytes for `Lookout`, 4,900 bytes for
 //! `Netdata` with its 4 models (it carries the unused context memory) — both under the 8 KiB
-//! target. The ensemble adds CAD OSE's context memory, at most [`CAD_MEMORY_CAP`] (112 KiB;
-//! 53 KB on average over the dev corpus's files, 95 KB at most); BOCPD adds 12 KB.
+//! target. The ensemble adds CAD OSE's context memory, at most [`CAD_MEMORY_CAP`] (96 KiB;
+//! 43 KB on average over the dev corpus's files, 79 KB at most); BOCPD adds 12 KB.
 
 pub mod bocpd;
 pub mod cad_ose;
@@ -148,11 +148,11 @@ pub const CAD_MAX_CONTEXTS: usize = 1024;
 /// Contexts kept when the memory is full (three quarters).
 pub const CAD_KEEP: usize = CAD_MAX_CONTEXTS * 3 / 4;
 /// Memory at which CAD OSE's memory forgets contexts even below [`CAD_MAX_CONTEXTS`] (1,024
-/// contexts took at most 95 KB on the dev corpus, 53 KB on average).
-pub const CAD_MAX_BYTES: usize = 96 * 1024;
+/// contexts took at most 79 KB on the dev corpus, 43 KB on average).
+pub const CAD_MAX_BYTES: usize = 80 * 1024;
 /// Upper bound of [`causal_cad`]'s memory (unit-tested on the shapes that make the most
 /// contexts): [`CAD_MAX_BYTES`] and what one value may add.
-pub const CAD_MEMORY_CAP: usize = 112 * 1024;
+pub const CAD_MEMORY_CAP: usize = 96 * 1024;
 
 /// Values after its warm-up for which CAD OSE scores 0 while its memory learns (two days of
 /// 5-minute values): a memory that has seen only [`CAD_WINDOW`] values finds much new, and
