@@ -18,7 +18,11 @@
 //! 21 h), so no series counts as anomalous, and
 //! no event starts, before the models have seen that much history. The ensemble's CAD OSE
 //! part joins later: it scores 0 for `CAD_QUIET` (576) more values, about 69 h from the
-//! series' first sample, while its memory learns (the deviation part scores meanwhile).
+//! series' first sample, while its memory learns (the deviation part scores meanwhile). A
+//! series counts toward the host anomaly rate, and so toward an event, only from then on
+//! ([`EVENT_WARMUP`]): a daily job is first seen by a mature model on the second day, and
+//! every series it moves would score it high at once. The price: after an agent (re)start
+//! the host event is blind for about three days (the models live in memory only).
 //!
 //! Memory: [`Watched::memory_bytes`] per series (the ensemble detector: ≈ 5 KiB of deviation
 //! state plus CAD OSE's context memory, bounded at 96 KiB), at most [`MEMORY_CAP`]
@@ -39,6 +43,15 @@ use tokio::task::JoinSet;
 /// Seconds a series stays "anomalous" for the host rate after a high score (two downsampled
 /// values: the host rate sees series whose incidents start a bucket apart together).
 pub const HOLD_SECONDS: f32 = 2.0 * BUCKET_SECONDS as f32;
+/// Downsampled values a series' detector must have seen before the series counts toward the
+/// host anomaly rate (and so toward an event and `AnomalyDetected`): until its whole detector
+/// is live (`CAD_WINDOW` + `CAD_QUIET` = 832 values, about 69 h at 5 minutes). Its score is
+/// published from maturity (256 values, ~21 h) on, but a week of a simulated quiet host
+/// (`a_quiet_host_with_trained_models_raises_no_event_in_a_week`) showed why paging waits:
+/// every series with a nightly job scores its first job after maturity high, on the second
+/// night, all together — one host event per agent start.
+pub const EVENT_WARMUP: u64 =
+    (lookout_detectors::anomaly::CAD_WINDOW + lookout_detectors::anomaly::CAD_QUIET) as u64;
 /// Hard cap on the scorer's memory per watched series (detector, downsampler, bookkeeping).
 /// The ensemble's CAD OSE context memory is most of it (`CAD_MEMORY_CAP`, 96 KiB); the
 /// issue's target was 16 KiB, met by the deviation detector alone (`Method::Lookout`, ~5 KiB)
@@ -304,7 +317,7 @@ impl Scorer {
                 };
                 let score = w.detector.observe(t, mean);
                 w.last_score = score;
-                if score >= threshold {
+                if score >= threshold && w.detector.observed() >= EVENT_WARMUP {
                     w.last_high = Some((s.t, score));
                 }
             }

@@ -68,8 +68,10 @@ fn scores_every_series_and_raises_one_event_for_a_host_wide_jump() {
     let ctx = ctx();
     let mut scorer = Scorer::new(&ctx);
     let keys = keys(10);
-    // 1,800 ticks of a minute: 360 downsampled values, past the models' maturity (256).
-    for t in 0..1800 {
+    // Ticks of a minute past EVENT_WARMUP downsampled values (832, ~69 h): the models are
+    // mature and the series count toward the host rate.
+    let live = (EVENT_WARMUP as usize + 8) * 5;
+    for t in 0..live {
         step_at(&mut scorer, &ctx, t, &values(&keys, t, 0));
     }
     assert_eq!(ctx.series.latest_of(SCORE).len(), 10);
@@ -77,7 +79,7 @@ fn scores_every_series_and_raises_one_event_for_a_host_wide_jump() {
     assert_eq!(ctx.series.latest_of(EVENT)[0].1, 0.0);
     // Half of the series jump far out of their range for four buckets.
     let mut peak_rate = 0.0f64;
-    for t in 1800..1820 {
+    for t in live..live + 20 {
         step_at(&mut scorer, &ctx, t, &values(&keys, t, 5));
         peak_rate = peak_rate.max(ctx.series.latest_of(RATE)[0].1);
     }
@@ -104,11 +106,35 @@ fn scores_every_series_and_raises_one_event_for_a_host_wide_jump() {
     }
     // The new level becomes normal: the event ends (after the hold and the off period) and
     // does not restart.
-    for t in 1820..2200 {
+    for t in live + 20..live + 400 {
         step_at(&mut scorer, &ctx, t, &values(&keys, t, 5));
     }
     assert!(!scorer.event_active());
     assert_eq!(events(&ctx), 1);
+}
+
+#[test]
+fn a_jump_scored_before_the_event_warm_up_starts_no_event() {
+    let ctx = ctx();
+    let mut scorer = Scorer::new(&ctx);
+    let keys = keys(10);
+    // 360 downsampled values: the models are mature (256) and score, but the series do not
+    // count toward the host rate before EVENT_WARMUP (832).
+    for t in 0..1800 {
+        step_at(&mut scorer, &ctx, t, &values(&keys, t, 0));
+    }
+    let mut peak_score = 0.0f64;
+    for t in 1800..1820 {
+        step_at(&mut scorer, &ctx, t, &values(&keys, t, 5));
+        let scores = ctx.series.latest_of(SCORE);
+        peak_score = scores.iter().map(|(_, s)| *s).fold(peak_score, f64::max);
+        assert_eq!(ctx.series.latest_of(RATE)[0].1, 0.0, "tick {t}");
+    }
+    // The jump is scored (the dashboards see it) ...
+    assert!(peak_score >= 0.5, "{peak_score}");
+    // ... but it pages nobody yet.
+    assert!(!scorer.event_active());
+    assert_eq!(events(&ctx), 0);
 }
 
 #[test]
@@ -220,4 +246,79 @@ fn scores_measurements_not_configuration_state_or_other_detectors() {
         .map(|(k, _)| k.label("metric").unwrap_or_default().to_string())
         .collect();
     assert_eq!(scored, vec![measured.to_string()]);
+}
+
+#[test]
+fn a_quiet_host_with_trained_models_raises_no_event_in_a_week() {
+    // 30 host-like series, one sample a minute for seven days (2,016 downsampled values: the
+    // deviation models mature after ~21 h, CAD OSE joins after ~69 h), nothing anomalous in
+    // them: daily waves of different strength, noisy levels, bounded random walks, a nightly
+    // job, counters. The host event (and with it `AnomalyDetected`) must never start.
+    let mut h = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rnd = move || {
+        h ^= h << 13;
+        h ^= h >> 7;
+        h ^= h << 17;
+        (h >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+    };
+    let ctx = ctx();
+    let mut scorer = Scorer::new(&ctx);
+    let n = 30;
+    let keys: Vec<SeriesKey> = (0..n)
+        .map(|i| {
+            SeriesKey::new(
+                if i % 5 == 4 {
+                    "test_total"
+                } else {
+                    "test_metric"
+                },
+                &[("n", &i.to_string())],
+            )
+        })
+        .collect();
+    let mut walks = vec![0.0f64; n];
+    let mut totals = vec![0.0f64; n];
+    let (mut peak_rate, mut anomalous_ticks) = (0.0f64, 0);
+    for t in 0..7 * 1440 {
+        let day = (t % 1440) as f64 / 1440.0;
+        let wave = (day * std::f64::consts::TAU).sin();
+        let vals: Vec<(SeriesKey, f64)> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let scale = 1.0 + i as f64;
+                let v = match i % 5 {
+                    0 => 50.0 + 20.0 * wave + 2.0 * rnd(),
+                    1 => 200.0 + 3.0 * wave + 8.0 * rnd(),
+                    2 => {
+                        // Mean-reverting walk: a queue depth, memory in use.
+                        walks[i] = 0.98 * walks[i] + rnd();
+                        100.0 + 5.0 * walks[i]
+                    }
+                    3 => {
+                        // A nightly job from 02:00 to 02:30.
+                        let job = (120..150).contains(&(t % 1440));
+                        10.0 + if job { 60.0 } else { 0.0 } + rnd()
+                    }
+                    _ => {
+                        totals[i] += 100.0 * (1.5 + wave) + 20.0 * rnd();
+                        totals[i]
+                    }
+                };
+                (k.clone(), v * scale)
+            })
+            .collect();
+        step_at(&mut scorer, &ctx, t, &vals);
+        let rate = ctx.series.latest_of(RATE)[0].1;
+        peak_rate = peak_rate.max(rate);
+        if rate > 0.0 {
+            anomalous_ticks += 1;
+        }
+    }
+    eprintln!(
+        "peak host anomaly rate {peak_rate:.3}, ticks with an anomalous series {anomalous_ticks} of {}",
+        7 * 1440
+    );
+    assert_eq!(events(&ctx), 0, "peak rate {peak_rate}");
+    assert!(!scorer.event_active());
 }
