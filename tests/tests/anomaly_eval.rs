@@ -127,6 +127,17 @@ fn eval_scores_every_file_causally_writes_plots_and_prints_nab() {
     assert_eq!(full, part);
 }
 
+/// `lookout eval --data <data> --out <out>`, with the fixtures' labels when `labels`.
+fn eval_on(data: &Path, out: &Path, labels: bool) -> std::process::Output {
+    let mut cmd = Command::new(lookout_bin());
+    cmd.args(["eval", "--data"]).arg(data).arg("--out").arg(out);
+    if labels {
+        cmd.arg("--labels")
+            .arg(fixtures().join("combined_windows.json"));
+    }
+    cmd.output().unwrap()
+}
+
 #[test]
 fn eval_rejects_bad_input_with_the_line() {
     let tmp = tempfile::tempdir().unwrap();
@@ -137,13 +148,7 @@ fn eval_rejects_bad_input_with_the_line() {
         "timestamp,value\n2014-01-01 00:00:00,1\nnot a time,2\n",
     )
     .unwrap();
-    let run = Command::new(lookout_bin())
-        .args(["eval", "--data"])
-        .arg(&data)
-        .arg("--out")
-        .arg(tmp.path().join("out"))
-        .output()
-        .unwrap();
+    let run = eval_on(&data, &tmp.path().join("out"), false);
     assert_eq!(run.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(stderr.contains("bad.csv:3"), "{stderr}");
@@ -154,15 +159,7 @@ fn eval_rejects_bad_input_with_the_line() {
         "timestamp,value\n2014-01-01 00:00:00,1\n2014-01-01 00:05:00,2\n",
     )
     .unwrap();
-    let run = Command::new(lookout_bin())
-        .args(["eval", "--data"])
-        .arg(&data)
-        .arg("--out")
-        .arg(tmp.path().join("out"))
-        .arg("--labels")
-        .arg(fixtures().join("combined_windows.json"))
-        .output()
-        .unwrap();
+    let run = eval_on(&data, &tmp.path().join("out"), true);
     assert_eq!(run.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(
@@ -181,15 +178,7 @@ fn eval_scores_one_category_directory_against_the_corpus_labels() {
         .expect("a category directory in the fixtures");
     let files = std::fs::read_dir(&category).unwrap().count();
     let tmp = tempfile::tempdir().unwrap();
-    let run = Command::new(lookout_bin())
-        .args(["eval", "--data"])
-        .arg(&category)
-        .arg("--out")
-        .arg(tmp.path().join("out"))
-        .arg("--labels")
-        .arg(fixtures().join("combined_windows.json"))
-        .output()
-        .unwrap();
+    let run = eval_on(&category, &tmp.path().join("out"), true);
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(
         run.status.success(),
