@@ -229,7 +229,15 @@ async fn a_wipe_repaired_by_a_lagging_agent_never_reuses_a_served_version() {
     generation.store(2, ORDER);
     let tb = CancellationToken::new();
     tokio::spawn(b.clone().run(tb.clone(), || {}));
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Its repair takes a start-up check, a claim and a source load; the snapshot writes run on
+    // the blocking pool, in real time, while the paused clock may jump: wait for the outcome
+    // (bounded, 10 s of the test's clock) rather than for a fixed 2 s.
+    for _ in 0..100 {
+        if b.get().is_some_and(|s| &s.bytes[..] == b"generation 2") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let b_now = b.get().unwrap();
     assert_eq!(&b_now.bytes[..], b"generation 2");
     assert!(
