@@ -334,9 +334,6 @@ fn main() {
                         c.score(v);
                         most = most.max(c.memory_bytes());
                     }
-                    if std::env::var("BREAKDOWN").is_ok() {
-                        eprintln!("{} {}", f.category, c.breakdown());
-                    }
                     (most, c.contexts(), c.evictions(), f.category.clone())
                 })
                 .collect();

@@ -645,24 +645,6 @@ impl CadOse {
         self.step = full / max_bin;
     }
 
-    /// Debug: sizes of the parts of the memory.
-    pub fn breakdown(&self) -> String {
-        let side = |s: &Side| {
-            format!(
-                "semis {} facts {} bytes {}",
-                s.semis.len(),
-                s.facts.len(),
-                s.heap_bytes()
-            )
-        };
-        format!(
-            "contexts {} | left {} | right {}",
-            self.op.contexts.len(),
-            side(&self.op.left),
-            side(&self.op.right)
-        )
-    }
-
     /// Contexts in memory.
     pub fn contexts(&self) -> usize {
         self.op.contexts.len()
